@@ -1,0 +1,106 @@
+/*
+ * groq.h: GROQ subscription filters, compiled once and evaluated against one
+ * document at a time.
+ *
+ * A subscription query has the form `*[FILTER]`.  groq_compile() turns its
+ * text into an immutable, refcounted groq_filter that any number of
+ * subscriptions (and threads) may share; groq_match() evaluates it against
+ * one jansson document plus the subscription's $params.  A document matches
+ * only when the filter yields exactly `true` (GROQ's three-valued logic:
+ * null is not a match).
+ *
+ * What cannot be decided from one document is refused at compile time:
+ * subqueries `*[...]`, the parent scope `^`, projections, pipes, ordering
+ * and slicing of `*`.  A dereference `ref->` parses but always yields null
+ * (a reference whose target is unknown), because the relay sees only the
+ * changed document.
+ *
+ * The module does no I/O and keeps no global state.
+ */
+#ifndef GROQ_H
+#define GROQ_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Every bound on work a hostile query or document can cause.  A zero field
+ * means "use the default" (see groq_limits_default()).
+ */
+typedef struct groq_limits
+{
+	size_t max_query_len;	 /* bytes of query text (default 16 KiB) */
+	unsigned max_depth;		 /* nesting of the syntax tree (default 128) */
+	unsigned long max_steps; /* evaluation steps per match (default 100000) */
+	size_t max_params_size;	 /* JSON values + string bytes of $params
+								(default 64 KiB) */
+	size_t max_eval_memory;	 /* scratch bytes per match (default 8 MiB) */
+	unsigned max_doc_depth;	 /* document nesting scanned by references()
+								(default 512) */
+} groq_limits;
+
+/* Where and why a query was refused or an evaluation aborted. */
+typedef struct groq_error
+{
+	size_t pos;		   /* byte offset into the query text */
+	char message[200]; /* short, suitable for a client error message */
+} groq_error;
+
+typedef struct groq_filter groq_filter;
+
+/* The defaults, for callers that want to change one field. */
+groq_limits groq_limits_default(void);
+
+/*
+ * Compiles `*[FILTER]` (text need not be NUL-terminated).  limits may be
+ * NULL for the defaults; they are copied into the filter.  Returns a filter
+ * with one reference owned by the caller, or NULL with err set (err may be
+ * NULL).
+ */
+groq_filter *groq_compile(const char *text, size_t len,
+						  const groq_limits *limits, groq_error *err);
+
+/* Adds a reference; returns f. */
+groq_filter *groq_filter_ref(groq_filter *f);
+
+/* Drops a reference; the last one frees the filter.  NULL is a no-op. */
+void groq_filter_unref(groq_filter *f);
+
+/*
+ * True when params (a JSON object, or NULL meaning {}) defines every $name
+ * the filter uses and stays within the filter's max_params_size; otherwise
+ * false with err set.  Call it once at subscribe time.
+ */
+bool groq_params_check(const groq_filter *f, json_t *params, groq_error *err);
+
+/*
+ * Evaluates the filter against doc with params (borrowed; NULL means {}).
+ * limits NULL means the filter's own.  Returns 1 when the filter yields
+ * true, 0 otherwise, -1 when evaluation was aborted (step, memory or depth
+ * limit, or a $param missing from params) with err set.  Allocates only
+ * scratch memory freed before it returns.
+ */
+int groq_match(const groq_filter *f, json_t *doc, json_t *params,
+			   const groq_limits *limits, groq_error *err);
+
+/*
+ * True when every attribute the filter reads from the document's top level
+ * is one of attrs[0..n) and the filter never uses the document as a whole
+ * (`@` at the top level, references(), ...).  The relay uses it to decide
+ * whether a payload with only those attributes suffices.
+ */
+bool groq_filter_reads_only(const groq_filter *f, const char *const *attrs,
+							size_t n);
+
+/*
+ * The literal T when the filter is `_type == "T"` (either operand order) or
+ * a top-level && chain with such a conjunct, i.e. when no document of
+ * another type can match; NULL otherwise.  Owned by the filter.
+ */
+const char *groq_filter_type_key(const groq_filter *f);
+
+/* The query text the filter was compiled from (NUL-terminated copy). */
+const char *groq_filter_text(const groq_filter *f);
+
+#endif

@@ -1,0 +1,810 @@
+/*
+ * subs: subscription registry, see subs.h.
+ *
+ * Five intrusive hash tables (htab.h):
+ *   filters   query text -> compiled filter, shared by every group of that
+ *             text (users counts the groups; the last one frees it);
+ *   datasets  name -> its scan list of unindexed groups;
+ *   types     (dataset, type) -> the groups whose filter has that type key;
+ *   groups    (dataset, filter, canonical params) -> the connections;
+ *   conns     handle -> the connection's subscriptions.
+ * A subscription record links one connection to one group: it sits on its
+ * connection's list (bounded by max_per_conn, so scanning it is cheap) and
+ * at index idx of its group's arrays, which lets a connection leave a group
+ * of any size by swap-remove.
+ *
+ * Mutations allocate everything they may need first and link it second, so
+ * that an error leaves the registry as it was.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "htab.h"
+#include "subs.h"
+
+typedef struct sgroup sgroup;
+typedef struct ssub ssub;
+
+typedef struct sfilter
+{
+	hnode hn;		/* must be first; s->filters */
+	groq_filter *f; /* one reference */
+	size_t users;	/* groups using it */
+	bool needs_doc; /* reads more than _id and _type */
+	size_t len;
+	char text[]; /* NUL-terminated */
+} sfilter;
+
+/* Groups in creation order, so that matching order is deterministic. */
+typedef struct glist
+{
+	sgroup *first, *last;
+} glist;
+
+typedef struct sdataset
+{
+	hnode hn;			   /* must be first; s->datasets */
+	glist scan;			   /* groups without a type key */
+	size_t scan_needs_doc; /* of which reading more than _id/_type */
+	size_t ngroups;		   /* every group of the dataset */
+	char name[];
+} sdataset;
+
+typedef struct stype
+{
+	hnode hn; /* must be first; s->types */
+	sdataset *ds;
+	glist groups;
+	size_t needs_doc;
+	char name[];
+} stype;
+
+struct sgroup
+{
+	hnode hn; /* must be first; s->groups */
+	sdataset *ds;
+	stype *type; /* NULL: on ds->scan */
+	sfilter *filter;
+	sgroup *prev, *next; /* type's or scan list */
+	json_t *params;		 /* owned; NULL means {} */
+	void **conns;		 /* conns[0..n): the handles given to on_match */
+	ssub **members;		 /* members[i]->idx == i */
+	uint32_t n, cap;
+	char params_text[]; /* canonical JSON; "" for no params */
+};
+
+typedef struct sconn
+{
+	hnode hn; /* must be first; s->conns */
+	void *conn;
+	ssub *subs;
+	size_t n;
+} sconn;
+
+struct ssub
+{
+	sgroup *group;
+	ssub *next; /* connection's list */
+	uint32_t idx;
+};
+
+struct subs
+{
+	htab filters, datasets, types, groups, conns;
+	groq_limits limits;
+	size_t max_per_conn;
+	uint8_t key[16];
+};
+
+/* ---- lookups -------------------------------------------------------- */
+
+static uint64_t
+filter_hash(const subs *s, const char *text, size_t len)
+{
+	return htab_siphash(s->key, text, len);
+}
+
+static sfilter *
+filter_find(const subs *s, const char *text, size_t len, uint64_t hash)
+{
+	for (hnode *e = htab_first(&s->filters, hash); e; e = e->next)
+	{
+		sfilter *fe = (sfilter *) e;
+
+		if (e->hash == hash && fe->len == len && !memcmp(fe->text, text, len))
+			return fe;
+	}
+	return NULL;
+}
+
+static uint64_t
+dataset_hash(const subs *s, const char *name)
+{
+	return htab_siphash(s->key, name, strlen(name));
+}
+
+static sdataset *
+dataset_find(const subs *s, const char *name)
+{
+	uint64_t hash = dataset_hash(s, name);
+
+	for (hnode *e = htab_first(&s->datasets, hash); e; e = e->next)
+		if (e->hash == hash && !strcmp(((sdataset *) e)->name, name))
+			return (sdataset *) e;
+	return NULL;
+}
+
+static uint64_t
+type_hash(const subs *s, const sdataset *ds, const char *name)
+{
+	return htab_siphash(s->key, name, strlen(name)) ^ htab_ptrhash(ds);
+}
+
+static stype *
+type_find(const subs *s, const sdataset *ds, const char *name)
+{
+	uint64_t hash = type_hash(s, ds, name);
+
+	for (hnode *e = htab_first(&s->types, hash); e; e = e->next)
+	{
+		stype *t = (stype *) e;
+
+		if (e->hash == hash && t->ds == ds && !strcmp(t->name, name))
+			return t;
+	}
+	return NULL;
+}
+
+static uint64_t
+group_hash(const subs *s, const sdataset *ds, const sfilter *fe,
+		   const char *params_text)
+{
+	uint64_t hf = htab_ptrhash(fe);
+
+	/* Rotate one pointer hash so that swapping roles does not cancel. */
+	return htab_siphash(s->key, params_text, strlen(params_text)) ^
+		   htab_ptrhash(ds) ^ ((hf << 29) | (hf >> 35));
+}
+
+static sgroup *
+group_find(const subs *s, const sdataset *ds, const sfilter *fe,
+		   const char *params_text, uint64_t hash)
+{
+	for (hnode *e = htab_first(&s->groups, hash); e; e = e->next)
+	{
+		sgroup *g = (sgroup *) e;
+
+		if (e->hash == hash && g->ds == ds && g->filter == fe &&
+			!strcmp(g->params_text, params_text))
+			return g;
+	}
+	return NULL;
+}
+
+static sconn *
+conn_find(const subs *s, void *conn)
+{
+	uint64_t hash = htab_ptrhash(conn);
+
+	for (hnode *e = htab_first(&s->conns, hash); e; e = e->next)
+		if (e->hash == hash && ((sconn *) e)->conn == conn)
+			return (sconn *) e;
+	return NULL;
+}
+
+/* conn's subscription of fe's text; the list is at most max_per_conn long. */
+static ssub **
+conn_sub_find(sconn *c, const sfilter *fe)
+{
+	for (ssub **pp = &c->subs; *pp; pp = &(*pp)->next)
+		if ((*pp)->group->filter == fe)
+			return pp;
+	return NULL;
+}
+
+/* ---- lists and members --------------------------------------------- */
+
+static void
+glist_append(glist *l, sgroup *g)
+{
+	g->next = NULL;
+	g->prev = l->last;
+	if (l->last)
+		l->last->next = g;
+	else
+		l->first = g;
+	l->last = g;
+}
+
+static void
+glist_remove(glist *l, sgroup *g)
+{
+	if (g->prev)
+		g->prev->next = g->next;
+	else
+		l->first = g->next;
+	if (g->next)
+		g->next->prev = g->prev;
+	else
+		l->last = g->prev;
+}
+
+/* Room for one more member; -1 when out of memory (g unchanged in
+ * meaning: a larger array that was obtained is simply kept). */
+static int
+group_reserve(sgroup *g)
+{
+	uint32_t cap;
+	void **conns;
+	ssub **members;
+
+	if (g->n < g->cap)
+		return 0;
+	if (g->cap > UINT32_MAX / 2)
+		return -1;
+	cap = g->cap ? g->cap * 2 : 1;
+	conns = realloc(g->conns, cap * sizeof(*conns));
+	if (!conns)
+		return -1;
+	g->conns = conns;
+	members = realloc(g->members, cap * sizeof(*members));
+	if (!members)
+		return -1;
+	g->members = members;
+	g->cap = cap;
+	return 0;
+}
+
+/* Needs group_reserve() first. */
+static void
+group_add(sgroup *g, ssub *sub, void *conn)
+{
+	sub->group = g;
+	sub->idx = g->n;
+	g->conns[g->n] = conn;
+	g->members[g->n] = sub;
+	g->n++;
+}
+
+static void
+group_free(sgroup *g)
+{
+	json_decref(g->params);
+	free(g->conns);
+	free(g->members);
+	free(g);
+}
+
+/* Unlink and free g and whatever only it kept alive (type bucket, dataset,
+ * compiled filter). */
+static void
+group_destroy(subs *s, sgroup *g)
+{
+	sdataset *ds = g->ds;
+	sfilter *fe = g->filter;
+	stype *t = g->type;
+
+	htab_remove(&s->groups, &g->hn);
+	if (t)
+	{
+		glist_remove(&t->groups, g);
+		t->needs_doc -= fe->needs_doc;
+		if (!t->groups.first)
+		{
+			htab_remove(&s->types, &t->hn);
+			free(t);
+		}
+	}
+	else
+	{
+		glist_remove(&ds->scan, g);
+		ds->scan_needs_doc -= fe->needs_doc;
+	}
+	group_free(g);
+	if (--ds->ngroups == 0)
+	{
+		htab_remove(&s->datasets, &ds->hn);
+		free(ds);
+	}
+	if (--fe->users == 0)
+	{
+		htab_remove(&s->filters, &fe->hn);
+		groq_filter_unref(fe->f);
+		free(fe);
+	}
+}
+
+/* Take sub out of its group: O(1) whatever the group's size. */
+static void
+group_leave(subs *s, ssub *sub)
+{
+	sgroup *g = sub->group;
+	uint32_t last = g->n - 1;
+
+	if (sub->idx != last)
+	{
+		g->conns[sub->idx] = g->conns[last];
+		g->members[sub->idx] = g->members[last];
+		g->members[sub->idx]->idx = sub->idx;
+	}
+	g->n = last;
+	sub->group = NULL;
+	if (g->n == 0)
+	{
+		group_destroy(s, g);
+		return;
+	}
+	/* Give memory back after a crowd left; a failed shrink costs nothing. */
+	if (g->cap >= 8 && g->n <= g->cap / 4)
+	{
+		void **conns = realloc(g->conns, (g->cap / 2) * sizeof(*conns));
+		ssub **members;
+
+		if (!conns)
+			return;
+		g->conns = conns;
+		members = realloc(g->members, (g->cap / 2) * sizeof(*members));
+		if (!members)
+			return;
+		g->members = members;
+		g->cap /= 2;
+	}
+}
+
+/* ---- public API ----------------------------------------------------- */
+
+subs *
+subs_new(const groq_limits *limits, size_t max_per_conn, const uint8_t seed[16])
+{
+	subs *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (htab_init(&s->filters) < 0 || htab_init(&s->datasets) < 0 ||
+		htab_init(&s->types) < 0 || htab_init(&s->groups) < 0 ||
+		htab_init(&s->conns) < 0)
+		goto err;
+	s->limits = limits ? *limits : groq_limits_default();
+	s->max_per_conn = max_per_conn ? max_per_conn : SUBS_DEFAULT_MAX_PER_CONN;
+	memcpy(s->key, seed, sizeof(s->key));
+	return s;
+
+err:
+	htab_free(&s->filters);
+	htab_free(&s->datasets);
+	htab_free(&s->types);
+	htab_free(&s->groups);
+	htab_free(&s->conns);
+	free(s);
+	return NULL;
+}
+
+/* Free every entry of t with free_entry, then t's buckets. */
+static void
+htab_drain(htab *t, void (*free_entry)(hnode *))
+{
+	for (size_t i = 0; i <= t->mask; i++)
+	{
+		hnode *e = t->b[i], *next;
+
+		for (; e; e = next)
+		{
+			next = e->next;
+			free_entry(e);
+		}
+	}
+	htab_free(t);
+}
+
+static void
+free_conn(hnode *e)
+{
+	sconn *c = (sconn *) e;
+	ssub *sub, *next;
+
+	for (sub = c->subs; sub; sub = next)
+	{
+		next = sub->next;
+		free(sub);
+	}
+	free(c);
+}
+
+static void
+free_group(hnode *e)
+{
+	group_free((sgroup *) e);
+}
+
+static void
+free_filter(hnode *e)
+{
+	groq_filter_unref(((sfilter *) e)->f);
+	free(e);
+}
+
+static void
+free_plain(hnode *e)
+{
+	free(e);
+}
+
+void
+subs_free(subs *s)
+{
+	if (!s)
+		return;
+	htab_drain(&s->conns, free_conn);
+	htab_drain(&s->groups, free_group);
+	htab_drain(&s->types, free_plain);
+	htab_drain(&s->datasets, free_plain);
+	htab_drain(&s->filters, free_filter);
+	free(s);
+}
+
+static const char *const id_type_attrs[] = {"_id", "_type"};
+
+/* A new, unlinked filter entry for text; NULL with *st set on error. */
+static sfilter *
+filter_new(const subs *s, const char *text, size_t len, groq_error *err,
+		   subs_status *st)
+{
+	groq_filter *f = groq_compile(text, len, &s->limits, err);
+	sfilter *fe;
+
+	if (!f)
+	{
+		*st = SUBS_INVALID_QUERY;
+		return NULL;
+	}
+	fe = malloc(sizeof(*fe) + len + 1);
+	if (!fe)
+	{
+		groq_filter_unref(f);
+		*st = SUBS_NOMEM;
+		return NULL;
+	}
+	fe->f = f;
+	fe->users = 0;
+	fe->needs_doc = !groq_filter_reads_only(f, id_type_attrs, 2);
+	fe->len = len;
+	memcpy(fe->text, text, len);
+	fe->text[len] = '\0';
+	return fe;
+}
+
+/* A zeroed struct of `size` bytes whose flexible array member at name_off
+ * holds a copy of name. */
+static void *
+named_new(size_t size, size_t name_off, const char *name)
+{
+	size_t len = strlen(name);
+	char *p = calloc(1, size + len + 1);
+
+	if (p)
+		memcpy(p + name_off, name, len + 1);
+	return p;
+}
+
+#define NAMED_NEW(type, member, name)                                          \
+	((type *) named_new(sizeof(type), offsetof(type, member), (name)))
+
+subs_status
+subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
+			   size_t query_len, json_t *params, groq_error *err)
+{
+	groq_error scratch;
+	uint64_t fhash = filter_hash(s, query, query_len);
+	sconn *c = conn_find(s, conn);
+	sfilter *fe = filter_find(s, query, query_len, fhash);
+	ssub **oldp = c && fe ? conn_sub_find(c, fe) : NULL;
+	ssub *old = oldp ? *oldp : NULL;
+	sfilter *new_fe = NULL;
+	sdataset *ds, *new_ds = NULL;
+	stype *t = NULL, *new_t = NULL;
+	sgroup *g, *new_g = NULL;
+	sconn *new_c = NULL;
+	ssub *new_sub = NULL;
+	char *dumped = NULL;
+	const char *ptext = "";
+	const char *type_key;
+	subs_status st = SUBS_NOMEM;
+
+	if (!err)
+		err = &scratch;
+	if (!old && c && c->n >= s->max_per_conn)
+		return SUBS_LIMIT;
+	if (!fe)
+	{
+		fe = new_fe = filter_new(s, query, query_len, err, &st);
+		if (!fe)
+			return st;
+	}
+	if (!groq_params_check(fe->f, params, err))
+	{
+		st = SUBS_INVALID_QUERY;
+		goto out;
+	}
+
+	/*
+	 * Equal params must land in one group whatever their key order, so
+	 * groups are keyed by a canonical encoding.
+	 */
+	if (params && json_object_size(params) > 0)
+	{
+		dumped = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+		if (!dumped)
+			goto out;
+		ptext = dumped;
+	}
+
+	ds = dataset_find(s, dataset);
+	g = ds ? group_find(s, ds, fe, ptext, group_hash(s, ds, fe, ptext)) : NULL;
+	if (old && old->group == g)
+	{
+		st = SUBS_OK; /* same text, dataset and params: nothing to do */
+		goto out;
+	}
+	if (!ds)
+	{
+		ds = new_ds = NAMED_NEW(sdataset, name, dataset);
+		if (!ds)
+			goto out;
+	}
+	if (!g)
+	{
+		type_key = groq_filter_type_key(fe->f);
+		if (type_key)
+		{
+			t = new_ds ? NULL : type_find(s, ds, type_key);
+			if (!t)
+			{
+				t = new_t = NAMED_NEW(stype, name, type_key);
+				if (!t)
+					goto out;
+				t->ds = ds;
+			}
+		}
+		g = new_g = NAMED_NEW(sgroup, params_text, ptext);
+		if (!g)
+			goto out;
+		g->ds = ds;
+		g->type = t;
+		g->filter = fe;
+		/* a private copy: the caller's object belongs to its message */
+		if (dumped && !(g->params = json_deep_copy(params)))
+			goto out;
+	}
+	if (group_reserve(g) < 0)
+		goto out;
+	if (!old)
+	{
+		new_sub = malloc(sizeof(*new_sub));
+		if (!new_sub)
+			goto out;
+		if (!c)
+		{
+			c = new_c = calloc(1, sizeof(*c));
+			if (!c)
+				goto out;
+			c->conn = conn;
+		}
+	}
+
+	/* Nothing below fails. */
+	if (new_fe)
+		htab_insert(&s->filters, &new_fe->hn, fhash);
+	if (new_ds)
+		htab_insert(&s->datasets, &new_ds->hn, dataset_hash(s, dataset));
+	if (new_t)
+		htab_insert(&s->types, &new_t->hn, type_hash(s, ds, new_t->name));
+	if (new_g)
+	{
+		htab_insert(&s->groups, &new_g->hn, group_hash(s, ds, fe, ptext));
+		if (t)
+		{
+			glist_append(&t->groups, new_g);
+			t->needs_doc += fe->needs_doc;
+		}
+		else
+		{
+			glist_append(&ds->scan, new_g);
+			ds->scan_needs_doc += fe->needs_doc;
+		}
+		ds->ngroups++;
+		fe->users++;
+	}
+	if (new_c)
+		htab_insert(&s->conns, &new_c->hn, htab_ptrhash(conn));
+	if (old)
+	{
+		/* g already holds fe and ds, so leaving cannot free them */
+		group_leave(s, old);
+		group_add(g, old, conn);
+	}
+	else
+	{
+		new_sub->next = c->subs;
+		c->subs = new_sub;
+		c->n++;
+		group_add(g, new_sub, conn);
+	}
+	free(dumped);
+	return SUBS_OK;
+
+out:
+	free(new_c);
+	free(new_sub);
+	if (new_g)
+		group_free(new_g);
+	free(new_t);
+	free(new_ds);
+	if (new_fe)
+		free_filter(&new_fe->hn);
+	free(dumped);
+	return st;
+}
+
+/* Remove *pp (a subscription of c) and free it; c too when it was its
+ * last. */
+static void
+conn_unsubscribe(subs *s, sconn *c, ssub **pp)
+{
+	ssub *sub = *pp;
+
+	*pp = sub->next;
+	group_leave(s, sub);
+	free(sub);
+	if (--c->n == 0)
+	{
+		htab_remove(&s->conns, &c->hn);
+		free(c);
+	}
+}
+
+void
+subs_unsubscribe(subs *s, void *conn, const char *query, size_t query_len)
+{
+	sconn *c = conn_find(s, conn);
+	sfilter *fe;
+	ssub **pp;
+
+	if (!c)
+		return;
+	fe = filter_find(s, query, query_len, filter_hash(s, query, query_len));
+	pp = fe ? conn_sub_find(c, fe) : NULL;
+	if (pp)
+		conn_unsubscribe(s, c, pp);
+}
+
+void
+subs_drop_connection(subs *s, void *conn)
+{
+	sconn *c = conn_find(s, conn);
+	ssub *sub, *next;
+
+	if (!c)
+		return;
+	for (sub = c->subs; sub; sub = next)
+	{
+		next = sub->next;
+		group_leave(s, sub);
+		free(sub);
+	}
+	htab_remove(&s->conns, &c->hn);
+	free(c);
+}
+
+size_t
+subs_conn_count(const subs *s, void *conn)
+{
+	const sconn *c = conn_find(s, conn);
+
+	return c ? c->n : 0;
+}
+
+bool
+subs_needs_document(const subs *s, const char *dataset,
+					const char *document_type)
+{
+	const sdataset *ds = dataset_find(s, dataset);
+	const stype *t;
+
+	if (!ds)
+		return false;
+	if (ds->scan_needs_doc)
+		return true;
+	t = document_type ? type_find(s, ds, document_type) : NULL;
+	return t && t->needs_doc;
+}
+
+typedef struct match_ctx
+{
+	const rt_event *ev;
+	json_t *doc;   /* the caller's, or NULL */
+	json_t *built; /* {_id,_type} from the event, built on first use */
+	bool build_failed;
+	subs_match_fn fn;
+	void *arg;
+	size_t evaluations;
+} match_ctx;
+
+static json_t *
+build_id_type(const rt_event *ev)
+{
+	json_t *o = json_object();
+
+	if (!o || json_object_set_new(o, "_id", json_string(ev->document_id)) < 0 ||
+		json_object_set_new(o, "_type",
+							ev->document_type ? json_string(ev->document_type)
+											  : json_null()) < 0)
+	{
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void
+match_list(match_ctx *m, const sgroup *g)
+{
+	groq_error gerr;
+	json_t *doc;
+
+	for (; g; g = g->next)
+	{
+		if (m->doc)
+			doc = m->doc;
+		else if (g->filter->needs_doc)
+			continue; /* cannot be decided from _id and _type */
+		else
+		{
+			if (!m->built && !m->build_failed)
+			{
+				m->built = build_id_type(m->ev);
+				m->build_failed = !m->built;
+			}
+			/* Out of memory: an undecidable event matches nothing. */
+			if (!m->built)
+				return;
+			doc = m->built;
+		}
+		m->evaluations++;
+		if (groq_match(g->filter->f, doc, g->params, NULL, &gerr) == 1)
+			m->fn(m->arg, g->filter->text, g->filter->len,
+				  (void *const *) g->conns, g->n);
+	}
+}
+
+size_t
+subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
+		   void *arg)
+{
+	match_ctx m = {ev, doc, NULL, false, on_match, arg, 0};
+	const sdataset *ds = dataset_find(s, ev->dataset);
+	const char *type = ev->document_type;
+	const stype *t;
+
+	if (!ds)
+		return 0;
+	/* Cut id and type would match the wrong filters. */
+	if (!doc && ev->truncated)
+		return 0;
+	if (doc)
+	{
+		/*
+		 * Index by the type the filters will see, so that the index never
+		 * hides a group that evaluation would match.
+		 */
+		json_t *jt = json_object_get(doc, "_type");
+
+		type = json_is_string(jt) ? json_string_value(jt) : NULL;
+	}
+	t = type ? type_find(s, ds, type) : NULL;
+	if (t)
+		match_list(&m, t->groups.first);
+	match_list(&m, ds->scan.first);
+	json_decref(m.built);
+	return m.evaluations;
+}

@@ -1,0 +1,584 @@
+/*
+ * ws_server: libwebsockets glue.  See ws_server.h.
+ *
+ * One protocol serves both HTTP (/healthz) and WebSocket (/ws) on the
+ * relay's libuv loop.  A session is lws's per-connection user data: it
+ * holds the hub client once the connection is authenticated, the partial
+ * message being reassembled, and a pending close.
+ *
+ * Closes initiated by the hub (slow client, expired token, shutdown) are
+ * sent from the next WRITEABLE callback, the only place lws lets us write;
+ * a timeout kills the connection if that callback never comes because the
+ * peer stopped reading.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "log.h"
+#include "ws_server.h"
+
+_Static_assert(OUTMSG_HEADROOM >= LWS_PRE,
+			   "outmsg headroom must fit the WebSocket frame header");
+
+/* Messages written per WRITEABLE callback before yielding to others. */
+#define WRITES_PER_CALLBACK 32
+/* Seconds a closing connection may take to flush its close frame. */
+#define CLOSE_GRACE_SECONDS 5
+/* Seconds shutdown waits for clients to acknowledge 1001. */
+#define SHUTDOWN_GRACE_MS 3000
+#define MAX_DATASET_LEN	  128
+
+struct ws_server
+{
+	ws_server_config cfg;
+	struct lws_context *context;
+	hub *hub;
+	const auth_config *auth;
+	lws_retry_bo_t keepalive;
+	bool shutting_down;
+	size_t live_sessions; /* WebSocket connections not yet destroyed */
+	void (*done)(void *arg);
+	void *done_arg;
+	uv_timer_t shutdown_timer;
+};
+
+typedef struct session
+{
+	struct lws *wsi;
+	hub_client *client; /* NULL until authenticated */
+	/* Set between FILTER_PROTOCOL_CONNECTION and ESTABLISHED. */
+	auth_identity *pending_identity;
+	char *pending_dataset;
+	/* A close to send from the next WRITEABLE callback. */
+	int close_code;
+	char close_reason[64];
+	/* A message arriving in several fragments or chunks. */
+	char *rx;
+	size_t rx_len;
+	/* /healthz body */
+	char *http_body;
+	bool counted; /* in live_sessions */
+} session;
+
+static ws_server *
+server_of(struct lws *wsi)
+{
+	return lws_context_user(lws_get_context(wsi));
+}
+
+static void
+session_request_close(session *s, int code, const char *reason)
+{
+	if (s->close_code)
+		return;
+	s->close_code = code;
+	snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+	lws_set_timer_usecs(s->wsi, 1);
+	/*
+	 * Called from outside lws (a libuv callback of the hub's): wake lws so
+	 * that it re-arms its timer with the new deadline.
+	 */
+	lws_cancel_service(lws_get_context(s->wsi));
+}
+
+/*
+ * The close frame must be started from a callback other than WRITEABLE:
+ * returning -1 from WRITEABLE makes lws drop the socket without a close
+ * frame, so the client would only see 1006.  lws then sends the frame and
+ * waits (with its own timeout) for the peer's acknowledgement.
+ */
+static int
+close_now(session *s, struct lws *wsi)
+{
+	lws_close_reason(wsi, (enum lws_close_status) s->close_code,
+					 (unsigned char *) s->close_reason,
+					 strlen(s->close_reason));
+	return -1;
+}
+
+static void
+sink_wake(void *transport)
+{
+	session *s = transport;
+
+	lws_callback_on_writable(s->wsi);
+}
+
+static void
+sink_close(void *transport, int code, const char *reason)
+{
+	session_request_close(transport, code, reason);
+}
+
+const hub_sink ws_server_sink = {sink_wake, sink_close};
+
+/*
+ * Copies the value of query argument `name` into out (outlen bytes with the
+ * NUL); false when absent or too long.  scratch (scratchlen bytes) holds
+ * one argument at a time: an argument longer than it ends the search.
+ */
+static bool
+url_arg(struct lws *wsi, const char *name, char *scratch, int scratchlen,
+		char *out, size_t outlen)
+{
+	size_t nlen = strlen(name);
+
+	for (int i = 0;; i++)
+	{
+		int n = lws_hdr_copy_fragment(wsi, scratch, scratchlen,
+									  WSI_TOKEN_HTTP_URI_ARGS, i);
+
+		if (n < 0)
+			return false;
+		if ((size_t) n > nlen && strncmp(scratch, name, nlen) == 0 &&
+			scratch[nlen] == '=')
+		{
+			if ((size_t) n - nlen - 1 >= outlen)
+				return false;
+			memcpy(out, scratch + nlen + 1, (size_t) n - nlen);
+			return true;
+		}
+	}
+}
+
+static bool
+dataset_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > MAX_DATASET_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * Decide, before the handshake completes, what happens after it: either a
+ * pending identity and dataset for hub_connect(), or a close code.  The
+ * handshake itself always completes so that browsers see the close code
+ * (a refused handshake is only "connection failed" to them).
+ */
+static int
+filter_connection(ws_server *srv, session *s, struct lws *wsi)
+{
+	char path[16];
+	char dataset[MAX_DATASET_LEN + 2];
+	size_t token_cap = srv->auth->max_token_len + 1;
+	int scratch_len = (int) token_cap + 16;
+	char *token = NULL, *scratch = NULL;
+	const char *reason;
+
+	s->wsi = wsi;
+	if (srv->shutting_down)
+		return -1;
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0 ||
+		strcmp(path, "/ws") != 0)
+		return -1;
+
+	token = malloc(token_cap);
+	scratch = malloc((size_t) scratch_len);
+	if (!token || !scratch)
+	{
+		free(token);
+		free(scratch);
+		return -1;
+	}
+	if (!url_arg(wsi, "dataset", scratch, scratch_len, dataset,
+				 sizeof(dataset)))
+		snprintf(dataset, sizeof(dataset), "%s", srv->cfg.default_dataset);
+	if (!dataset_name_ok(dataset))
+	{
+		s->close_code = HUB_CLOSE_FORBIDDEN;
+		snprintf(s->close_reason, sizeof(s->close_reason),
+				 "invalid dataset name");
+	}
+	else if (!url_arg(wsi, "token", scratch, scratch_len, token, token_cap))
+	{
+		s->close_code = HUB_CLOSE_UNAUTHORIZED;
+		snprintf(s->close_reason, sizeof(s->close_reason),
+				 "missing or oversized token");
+	}
+	else
+	{
+		switch (auth_verify(srv->auth, token, time(NULL), &s->pending_identity,
+							&reason))
+		{
+			case AUTH_OK:
+				if (!auth_dataset_allowed(s->pending_identity, dataset))
+				{
+					s->close_code = HUB_CLOSE_FORBIDDEN;
+					snprintf(s->close_reason, sizeof(s->close_reason),
+							 "token does not grant this dataset");
+				}
+				break;
+			case AUTH_INVALID:
+				s->close_code = HUB_CLOSE_UNAUTHORIZED;
+				snprintf(s->close_reason, sizeof(s->close_reason), "%s",
+						 reason);
+				break;
+			case AUTH_ERROR:
+				s->close_code = 1011;
+				snprintf(s->close_reason, sizeof(s->close_reason),
+						 "internal error");
+				break;
+		}
+	}
+	/* Tokens are credentials: do not leave copies in freed memory. */
+	explicit_bzero(token, token_cap);
+	explicit_bzero(scratch, (size_t) scratch_len);
+	free(token);
+	free(scratch);
+	if (s->close_code)
+	{
+		log_msg(LOG_DEBUG, "connection refused after handshake: %d %s",
+				s->close_code, s->close_reason);
+		auth_identity_free(s->pending_identity);
+		s->pending_identity = NULL;
+		return 0;
+	}
+	s->pending_dataset = strdup(dataset);
+	if (!s->pending_dataset)
+	{
+		auth_identity_free(s->pending_identity);
+		s->pending_identity = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+establish(ws_server *srv, session *s, struct lws *wsi)
+{
+	s->wsi = wsi;
+	s->counted = true;
+	srv->live_sessions++;
+	if (s->close_code)
+	{
+		lws_set_timer_usecs(wsi, 1);
+		return;
+	}
+	s->client =
+		hub_connect(srv->hub, s, s->pending_identity, s->pending_dataset);
+	s->pending_identity = NULL;
+	free(s->pending_dataset);
+	s->pending_dataset = NULL;
+	if (!s->client)
+		session_request_close(s, 1011, "out of memory");
+}
+
+/*
+ * A chunk of a message.  Most messages arrive whole and are handed to the
+ * hub in place; fragmented ones are reassembled up to max_frame_bytes.
+ * Returns -1 to close the connection (the close reason is set).
+ */
+static int
+receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
+{
+	bool last =
+		lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+	size_t total = s->rx_len + len;
+
+	if (lws_frame_is_binary(wsi))
+	{
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+						 (unsigned char *) "binary frames are not supported",
+						 31);
+		return -1;
+	}
+	if (total > srv->cfg.max_frame_bytes)
+	{
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+						 (unsigned char *) "message too large", 17);
+		return -1;
+	}
+	if (!s->client || s->close_code)
+		return 0;
+	if (last && s->rx_len == 0)
+	{
+		hub_receive(srv->hub, s->client, in, len);
+		return 0;
+	}
+	{
+		char *rx = realloc(s->rx, total ? total : 1);
+
+		if (!rx)
+		{
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+							 (unsigned char *) "out of memory", 13);
+			return -1;
+		}
+		s->rx = rx;
+	}
+	memcpy(s->rx + s->rx_len, in, len);
+	s->rx_len = total;
+	if (last)
+	{
+		hub_receive(srv->hub, s->client, s->rx, s->rx_len);
+		free(s->rx);
+		s->rx = NULL;
+		s->rx_len = 0;
+	}
+	return 0;
+}
+
+static int
+writeable(session *s, struct lws *wsi)
+{
+	outq *q;
+	outmsg *m;
+
+	if (s->close_code)
+		return 0;
+	if (!s->client)
+		return 0;
+	q = hub_client_queue(s->client);
+	for (int n = 0; n < WRITES_PER_CALLBACK && (m = outq_peek(q)) != NULL; n++)
+	{
+		size_t len = outmsg_len(m);
+
+		if (lws_write(wsi, outmsg_payload(m), len, LWS_WRITE_TEXT) < (int) len)
+			return -1;
+		outmsg_unref(outq_pop(q));
+		if (lws_send_pipe_choked(wsi))
+			break;
+	}
+	if (outq_count(q) > 0)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static void shutdown_timeout(uv_timer_t *t);
+
+/*
+ * Once the last connection is gone (its close frame sent and acknowledged,
+ * or timed out), finish the shutdown from the loop rather than from inside
+ * an lws callback: done() destroys the lws context.
+ */
+static void
+maybe_finish_shutdown(ws_server *srv)
+{
+	if (!srv->shutting_down || !srv->done || srv->live_sessions > 0)
+		return;
+	uv_timer_start(&srv->shutdown_timer, shutdown_timeout, 0, 0);
+}
+
+static void
+closed(ws_server *srv, session *s)
+{
+	if (s->client)
+	{
+		hub_disconnect(srv->hub, s->client);
+		s->client = NULL;
+	}
+	auth_identity_free(s->pending_identity);
+	s->pending_identity = NULL;
+	free(s->pending_dataset);
+	s->pending_dataset = NULL;
+	free(s->rx);
+	s->rx = NULL;
+}
+
+static int
+http_request(ws_server *srv, session *s, struct lws *wsi, const char *path)
+{
+	unsigned char headers[LWS_PRE + 512];
+	unsigned char *start = headers + LWS_PRE, *p = start;
+	unsigned char *end = headers + sizeof(headers) - 1;
+	char body[512];
+	unsigned status = HTTP_STATUS_OK;
+
+	if (strcmp(path, "/healthz") == 0)
+		srv->cfg.health(srv->cfg.health_arg, body, sizeof(body) - 1);
+	else
+	{
+		status = HTTP_STATUS_NOT_FOUND;
+		snprintf(body, sizeof(body), "{\"error\":\"not found\"}");
+	}
+	strcat(body, "\n");
+	s->http_body = strdup(body);
+	if (!s->http_body)
+		return -1;
+	if (lws_add_http_common_headers(wsi, status, "application/json",
+									strlen(body), &p, end) ||
+		lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static int
+http_writeable(session *s, struct lws *wsi)
+{
+	unsigned char buf[LWS_PRE + 520];
+	size_t len;
+
+	if (!s->http_body)
+		return 0;
+	len = strlen(s->http_body);
+	memcpy(buf + LWS_PRE, s->http_body, len);
+	free(s->http_body);
+	s->http_body = NULL;
+	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int) len)
+		return -1;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		 void *in, size_t len)
+{
+	session *s = user;
+	ws_server *srv;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			return filter_connection(server_of(wsi), s, wsi);
+		case LWS_CALLBACK_ESTABLISHED:
+			establish(server_of(wsi), s, wsi);
+			return 0;
+		case LWS_CALLBACK_RECEIVE:
+			return receive(server_of(wsi), s, wsi, in, len);
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			return writeable(s, wsi);
+		case LWS_CALLBACK_TIMER:
+			return s->close_code ? close_now(s, wsi) : 0;
+		case LWS_CALLBACK_CLOSED:
+			closed(server_of(wsi), s);
+			return 0;
+		case LWS_CALLBACK_HTTP:
+			srv = server_of(wsi);
+			return http_request(srv, s, wsi, in ? (const char *) in : "");
+		case LWS_CALLBACK_HTTP_WRITEABLE:
+			return http_writeable(s, wsi);
+		case LWS_CALLBACK_WSI_DESTROY:
+			if (s && s->counted)
+			{
+				s->counted = false;
+				srv = server_of(wsi);
+				srv->live_sessions--;
+				maybe_finish_shutdown(srv);
+			}
+			return 0;
+		case LWS_CALLBACK_CLOSED_HTTP:
+			if (s)
+			{
+				free(s->http_body);
+				s->http_body = NULL;
+			}
+			return 0;
+		default:
+			return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{"cellcms", callback, sizeof(session), 4096, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void
+lws_log_to_ours(int level, const char *line)
+{
+	size_t len = strlen(line);
+
+	while (len > 0 && line[len - 1] == '\n')
+		len--;
+	log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int) len,
+			line);
+}
+
+ws_server *
+ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
+				const auth_config *auth)
+{
+	struct lws_context_creation_info info;
+	void *foreign_loops[1] = {loop};
+	ws_server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv)
+		return NULL;
+	srv->cfg = *cfg;
+	srv->hub = h;
+	srv->auth = auth;
+	srv->keepalive.secs_since_valid_ping = (uint16_t) cfg->ping_interval;
+	srv->keepalive.secs_since_valid_hangup =
+		(uint16_t) (cfg->ping_interval + cfg->ping_timeout);
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_ours);
+	memset(&info, 0, sizeof(info));
+	info.port = cfg->port;
+	info.iface = cfg->host;
+	info.protocols = protocols;
+	info.options =
+		LWS_SERVER_OPTION_LIBUV |
+		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+	info.foreign_loops = foreign_loops;
+	info.user = srv;
+	info.fd_limit_per_thread = cfg->max_connections + 32;
+	/* The token travels in the URL: room for it plus the other headers. */
+	info.max_http_header_data =
+		(unsigned short) (auth->max_token_len + 4096 > 65535
+							  ? 65535
+							  : auth->max_token_len + 4096);
+	info.retry_and_idle_policy = &srv->keepalive;
+	info.timeout_secs = 10;
+	srv->context = lws_create_context(&info);
+	if (!srv->context)
+	{
+		log_msg(LOG_ERROR, "cannot listen on %s:%d", cfg->host, cfg->port);
+		free(srv);
+		return NULL;
+	}
+	uv_timer_init(loop, &srv->shutdown_timer);
+	srv->shutdown_timer.data = srv;
+	return srv;
+}
+
+static void
+shutdown_timeout(uv_timer_t *t)
+{
+	ws_server *srv = t->data;
+	void (*done)(void *) = srv->done;
+
+	if (!done)
+		return;
+	if (hub_client_count(srv->hub) > 0)
+		log_msg(LOG_WARN, "%zu clients did not close in time",
+				hub_client_count(srv->hub));
+	srv->done = NULL;
+	done(srv->done_arg);
+}
+
+void
+ws_server_shutdown(ws_server *srv, void (*done)(void *arg), void *arg)
+{
+	srv->shutting_down = true;
+	srv->done = done;
+	srv->done_arg = arg;
+	hub_close_all(srv->hub, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+	uv_timer_start(&srv->shutdown_timer, shutdown_timeout, SHUTDOWN_GRACE_MS,
+				   0);
+	maybe_finish_shutdown(srv);
+}
+
+static void
+free_after_close(uv_handle_t *handle)
+{
+	free(handle->data);
+}
+
+void
+ws_server_free(ws_server *srv)
+{
+	if (!srv)
+		return;
+	lws_context_destroy(srv->context);
+	uv_timer_stop(&srv->shutdown_timer);
+	uv_close((uv_handle_t *) &srv->shutdown_timer, free_after_close);
+}

@@ -1,0 +1,113 @@
+"""Process behaviour: command line, shutdown on SIGTERM, health endpoint,
+secrets kept out of the log."""
+
+import os
+import signal
+import subprocess
+
+from conftest import RELAY_BIN, free_port, relay_argv
+from rtclient import HS256_SECRET, WsClient, make_token, run
+
+
+def clean_env():
+    """The environment without the relay's own settings (CELLCMS_*)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("CELLCMS")}
+
+
+def run_relay(args, timeout=10):
+    return subprocess.run([str(RELAY_BIN)] + args, capture_output=True,
+                          text=True, timeout=timeout, env=clean_env(),
+                          stdin=subprocess.DEVNULL)
+
+
+def test_help_exits_0():
+    r = run_relay(["--help"])
+    assert r.returncode == 0, r
+    for flag in ("--port", "--database-url", "--jwt-secret"):
+        assert flag in r.stdout, f"{flag} missing from --help:\n{r.stdout}"
+
+
+def assert_usage_error(r):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].strip(), \
+        f"want one line on stderr, got:\n{r.stderr}"
+
+
+def test_unknown_flag_exits_2(pg):
+    assert_usage_error(run_relay(["--no-such-flag"] +
+                                 relay_argv(free_port(), pg)[1:]))
+
+
+def test_bad_flag_value_exits_2(pg):
+    assert_usage_error(run_relay(relay_argv("notaport", pg)[1:]))
+    assert_usage_error(run_relay(relay_argv(free_port(), pg)[1:] +
+                                 ["--max-queue-bytes", "-5"]))
+    assert_usage_error(run_relay(relay_argv(free_port(), pg)[1:] +
+                                 ["--ping-interval", "abc"]))
+
+
+def test_missing_flag_value_exits_2(pg):
+    assert_usage_error(run_relay(relay_argv(free_port(), pg)[1:] +
+                                 ["--port"]))
+
+
+def test_missing_jwt_secret_exits_2(pg):
+    args = ["--host", "127.0.0.1", "--port", str(free_port()),
+            "--database-url", pg.url()]
+    assert_usage_error(run_relay(args))
+
+
+def test_short_jwt_secret_exits_2(pg):
+    assert_usage_error(run_relay(relay_argv(free_port(), pg,
+                                            secret="too-short")[1:]))
+
+
+def test_healthz(relay):
+    status, body = relay.healthz()
+    assert status == 200
+    assert body["status"] == "ok" and body["database"] == "connected", body
+
+
+def test_sigterm_closes_clients_1001_and_exits_0(relay, pg):
+    async def body():
+        a = await WsClient.connect(relay.port, make_token("a"))
+        b = await WsClient.connect(relay.port, make_token("b"))
+        c = await WsClient.connect(relay.port, make_token("c"))
+        await a.subscribe('*[_type == "post"]')
+        await b.send_json({"type": "presence.join", "documentId": "d"})
+        assert (await c.recv_json())["type"] == "presence.join"
+        relay.signal(signal.SIGTERM)
+        for x in (a, b, c):
+            code, reason, msgs = await x.expect_close(5)
+            assert code == 1001, (code, reason, msgs)
+    run(body())
+    assert relay.proc.wait(10) == 0
+
+
+def test_token_and_secret_never_logged(relay_factory, pg):
+    relay = relay_factory()
+    good = make_token("loggee", "Log Gee")
+    expired = make_token("loggee", exp_in=-3600)
+    forged = make_token("loggee",
+                        secret="another-secret-of-at-least-32-bytes-xx")
+    garbage = "garbage-token-marker-5f3a9c"
+
+    async def body():
+        c = await WsClient.connect(relay.port, good)
+        await c.subscribe('*[_type == "post"]')
+        await c.close()
+        for tok in (expired, forged, garbage):
+            x = await WsClient.open(relay.port, tok, "production")
+            code, _, _ = await x.expect_close(5)
+            assert code == 4001
+    run(body())
+    assert relay.stop() == 0
+    log = relay.log()
+    for name, secret in (("valid token", good), ("expired token", expired),
+                         ("forged token", forged),
+                         ("garbage token", garbage),
+                         ("valid token's signature", good.split(".")[2]),
+                         ("HS256 secret", HS256_SECRET)):
+        assert secret not in log, f"the {name} appears in the relay log"

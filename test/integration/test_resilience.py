@@ -1,0 +1,165 @@
+"""Delivery across database outages: WebSocket clients stay connected, and
+every change committed while the relay was disconnected reaches them
+exactly once, in commit order, after it reconnects."""
+
+import asyncio
+import time
+
+from rtclient import WsClient, make_token, run
+
+TYPE = "outage"
+QUERY = f'*[_type == "{TYPE}"]'
+
+
+async def wait_database(relay, state, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = relay.healthz()
+            if last[1].get("database") == state:
+                return
+        except Exception as e:  # noqa: BLE001 -- keep polling
+            last = e
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"/healthz never said database={state}: {last!r}")
+
+
+async def recv_ids(c, n, timeout=20.0):
+    out = []
+    for _ in range(n):
+        m = await c.recv_json(timeout)
+        assert m["type"] == "mutation" and m["query"] == QUERY, m
+        out.append(m["documentId"])
+    return out
+
+
+def insert_now(pg, n):
+    """Insert n documents, one transaction each, retrying the connection
+    while PostgreSQL finishes starting; returns their ids in commit order."""
+    ids = []
+    deadline = time.monotonic() + 20
+    while len(ids) < n:
+        try:
+            ids.append(pg.insert(TYPE, {"i": len(ids)}))
+        except Exception:  # noqa: BLE001 -- server still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    return ids
+
+
+def test_postgres_restart(relay_factory, pg):
+    relay = relay_factory()
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        c = await WsClient.connect(relay.port, make_token("sub"))
+        peer = await WsClient.connect(relay.port, make_token("peer"))
+        await c.subscribe(QUERY)
+        first = pg.insert(TYPE)
+        assert await recv_ids(c, 1) == [first]
+
+        await loop.run_in_executor(None, pg.stop, "fast")
+        await wait_database(relay, "disconnected")
+        # clients stay connected and served during the outage
+        await c.roundtrip()
+        await peer.send_json({"type": "presence.join", "documentId": "d"})
+        m = await c.recv_json()
+        assert (m["type"], m["userId"]) == ("presence.join", "peer"), m
+        await c.subscribe('*[_type == "during-outage"]')
+
+        # commit as soon as PostgreSQL accepts connections: before the relay
+        # (backing off) is back
+        await loop.run_in_executor(None, pg.start)
+        missed = await loop.run_in_executor(None, insert_now, pg, 3)
+        await wait_database(relay, "connected")
+        last = pg.insert(TYPE)
+        assert await recv_ids(c, 4) == missed + [last]
+        await c.expect_no_message(2.5)  # no duplicate from the catch-up
+        # the subscription made during the outage works
+        d = pg.insert("during-outage")
+        m = await c.recv_json()
+        assert (m["documentId"], m["query"]) == (
+            d, '*[_type == "during-outage"]'), m
+        await c.close()
+        await peer.close()
+    run(body(), timeout=90)
+
+
+def test_relay_backends_terminated(relay_factory, pg):
+    relay = relay_factory()
+
+    async def body():
+        c = await WsClient.connect(relay.port, make_token("sub"))
+        await c.subscribe(QUERY)
+        first = pg.insert(TYPE)
+        assert await recv_ids(c, 1) == [first]
+        n = pg.sql("SELECT count(pg_terminate_backend(pid)) "
+                   "FROM pg_stat_activity "
+                   "WHERE application_name LIKE 'cellcms-relay%%'")[0][0]
+        assert n >= 1, ("no backend with application_name cellcms-relay*: "
+                        "the relay does not name its connections")
+        missed = insert_now(pg, 5)
+        assert await recv_ids(c, 5) == missed
+        await wait_database(relay, "connected")
+        last = pg.insert(TYPE)
+        assert await recv_ids(c, 1) == [last]
+        await c.expect_no_message(2.5)
+        await c.close()
+    run(body(), timeout=60)
+
+
+def test_changes_committed_in_a_burst_during_outage(relay_factory, pg):
+    """Many changes in one transaction while the relay is disconnected,
+    with a content filter (the relay must read documents from the log)."""
+    relay = relay_factory()
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        q = f'*[_type == "{TYPE}" && keep == true]'
+        c = await WsClient.connect(relay.port, make_token("sub"))
+        await c.subscribe(q)
+        await loop.run_in_executor(None, pg.stop, "fast")
+        await wait_database(relay, "disconnected")
+        await loop.run_in_executor(None, pg.start)
+        rows = None
+        deadline = time.monotonic() + 20
+        while rows is None:
+            try:
+                rows = pg.sql(
+                    "INSERT INTO documents (type, data) SELECT %s, "
+                    "jsonb_build_object('keep', g % 2 = 0, 'g', g) "
+                    "FROM generate_series(1, 200) g "
+                    "RETURNING id::text, (data->>'keep')::boolean", (TYPE,))
+            except Exception:  # noqa: BLE001 -- server still starting
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        want = [r[0] for r in rows if r[1]]
+        got = []
+        for _ in want:
+            m = await c.recv_json(20)
+            assert m["type"] == "mutation" and m["query"] == q, m
+            got.append(m["documentId"])
+        assert got == want
+        await c.expect_no_message(2.5)
+        await c.close()
+    run(body(), timeout=90)
+
+
+def test_relay_started_before_database(relay_factory, pg):
+    async def body():
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, pg.stop, "fast")
+        try:
+            relay = relay_factory(wait=False)
+            relay.wait_healthy("disconnected")
+            c = await WsClient.connect(relay.port, make_token("early"))
+            await c.subscribe(QUERY)
+        finally:
+            await loop.run_in_executor(None, pg.start)
+        await wait_database(relay, "connected")
+        doc = pg.insert(TYPE)
+        assert await recv_ids(c, 1) == [doc]
+        await c.close()
+    run(body(), timeout=60)

@@ -1,0 +1,704 @@
+/*
+ * Unit tests of subs: the subscription registry, its type index and the
+ * matching of events, as the hub sees them.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "subs.h"
+#include "unit.h"
+
+static const uint8_t seed[16] = "0123456789abcdef";
+
+/* Connection handles: subs never dereferences them. */
+static char conns[10000];
+#define C(i) ((void *) &conns[i])
+
+/* ---- recording matches --------------------------------------------- */
+
+#define MAX_CALLS 64
+
+typedef struct call
+{
+	char query[256];
+	size_t n;
+	void **conns; /* copy */
+} call;
+
+typedef struct rec
+{
+	call calls[MAX_CALLS];
+	size_t ncalls;
+} rec;
+
+static void
+on_match(void *arg, const char *query, size_t query_len, void *const *cs,
+		 size_t n)
+{
+	rec *r = arg;
+	call *c;
+
+	if (r->ncalls == MAX_CALLS)
+		return;
+	c = &r->calls[r->ncalls++];
+	snprintf(c->query, sizeof(c->query), "%.*s", (int) query_len, query);
+	CHECK_INT(strlen(query), query_len); /* NUL-terminated too */
+	c->n = n;
+	c->conns = malloc(n * sizeof(*cs));
+	memcpy(c->conns, cs, n * sizeof(*cs));
+}
+
+static void
+rec_reset(rec *r)
+{
+	for (size_t i = 0; i < r->ncalls; i++)
+		free(r->calls[i].conns);
+	r->ncalls = 0;
+}
+
+/* The call for query, or NULL. */
+static const call *
+rec_find(const rec *r, const char *query)
+{
+	for (size_t i = 0; i < r->ncalls; i++)
+		if (!strcmp(r->calls[i].query, query))
+			return &r->calls[i];
+	return NULL;
+}
+
+static bool
+call_has(const call *c, void *conn)
+{
+	for (size_t i = 0; c && i < c->n; i++)
+		if (c->conns[i] == conn)
+			return true;
+	return false;
+}
+
+static rt_event
+ev_make(const char *dataset, const char *id, const char *type)
+{
+	rt_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.position = 1;
+	ev.txid = 1;
+	ev.dataset = (char *) dataset;
+	ev.document_id = (char *) id;
+	ev.document_type = (char *) type;
+	ev.operation = (char *) "update";
+	ev.ts = (char *) "2025-01-15T12:00:00.000Z";
+	return ev;
+}
+
+/* Match an event (doc: JSON text or NULL); returns the evaluations. */
+static size_t
+match(subs *s, rec *r, const char *dataset, const char *id, const char *type,
+	  const char *doc_text)
+{
+	rt_event ev = ev_make(dataset, id, type);
+	json_t *doc = doc_text ? json_loads(doc_text, 0, NULL) : NULL;
+	size_t n;
+
+	if (doc_text)
+		CHECK(doc != NULL);
+	rec_reset(r);
+	n = subs_match(s, &ev, doc, on_match, r);
+	json_decref(doc);
+	return n;
+}
+
+static subs_status
+sub(subs *s, void *conn, const char *dataset, const char *query,
+	const char *params_text)
+{
+	json_t *params = params_text ? json_loads(params_text, 0, NULL) : NULL;
+	groq_error err;
+	subs_status st;
+
+	st = subs_subscribe(s, conn, dataset, query, strlen(query), params, &err);
+	json_decref(params);
+	return st;
+}
+
+static void
+unsub(subs *s, void *conn, const char *query)
+{
+	subs_unsubscribe(s, conn, query, strlen(query));
+}
+
+/* A registry, or the test binary stops: nothing can be checked without. */
+static subs *
+new_subs(const groq_limits *limits, size_t max_per_conn)
+{
+	subs *s = subs_new(limits, max_per_conn, seed);
+
+	if (!s)
+	{
+		fprintf(stderr, "subs_new failed\n");
+		exit(1);
+	}
+	return s;
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void
+test_basic(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	const char *q = "*[_type == \"post\"]";
+
+	CHECK_INT(sub(s, C(1), "production", q, NULL), SUBS_OK);
+	CHECK_INT(subs_conn_count(s, C(1)), 1);
+
+	CHECK_INT(match(s, &r, "production", "d1", "post", NULL), 1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK_STR(r.calls[0].query, q);
+	CHECK_INT(r.calls[0].n, 1);
+	CHECK(call_has(&r.calls[0], C(1)));
+
+	/* another type never visits the indexed group */
+	CHECK_INT(match(s, &r, "production", "d1", "page", NULL), 0);
+	CHECK_INT(r.ncalls, 0);
+	CHECK_INT(match(s, &r, "production", "d1", NULL, NULL), 0);
+
+	/* the query text need not be NUL-terminated */
+	{
+		char buf[64];
+		groq_error err;
+
+		memcpy(buf, q, strlen(q));
+		memset(buf + strlen(q), 'x', 8);
+		CHECK_INT(
+			subs_subscribe(s, C(2), "production", buf, strlen(q), NULL, &err),
+			SUBS_OK);
+		CHECK_INT(match(s, &r, "production", "d1", "post", NULL), 1);
+		CHECK_INT(r.ncalls, 1);
+		CHECK_STR(r.calls[0].query, q);
+		CHECK_INT(r.calls[0].n, 2);
+		subs_unsubscribe(s, C(2), buf, strlen(q));
+		CHECK_INT(subs_conn_count(s, C(2)), 0);
+	}
+
+	rec_reset(&r);
+	subs_free(s);
+	subs_free(NULL);
+}
+
+static void
+test_resubscribe_replaces_params(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	const char *q = "*[_type == \"post\" && slug == $slug]";
+	const call *c;
+
+	CHECK_INT(sub(s, C(1), "production", q, "{\"slug\":\"a\"}"), SUBS_OK);
+	CHECK_INT(sub(s, C(2), "production", q, "{\"slug\":\"a\"}"), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "d", "post",
+					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"a\"}"),
+			  1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK_INT(r.calls[0].n, 2);
+
+	/* same text again: params replaced, still one subscription */
+	CHECK_INT(sub(s, C(1), "production", q, "{\"slug\":\"b\"}"), SUBS_OK);
+	CHECK_INT(subs_conn_count(s, C(1)), 1);
+	CHECK_INT(match(s, &r, "production", "d", "post",
+					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"a\"}"),
+			  2);
+	c = rec_find(&r, q);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(c && c->n == 1 && call_has(c, C(2)) && !call_has(c, C(1)));
+	CHECK_INT(match(s, &r, "production", "d", "post",
+					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"b\"}"),
+			  2);
+	c = rec_find(&r, q);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(c && c->n == 1 && call_has(c, C(1)));
+
+	/* re-subscribing with identical params changes nothing */
+	CHECK_INT(sub(s, C(1), "production", q, "{\"slug\":\"b\"}"), SUBS_OK);
+	CHECK_INT(subs_conn_count(s, C(1)), 1);
+	CHECK_INT(match(s, &r, "production", "d", "post",
+					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"b\"}"),
+			  2);
+	CHECK_INT(r.ncalls, 1);
+
+	/* moving the last member away frees the old group: one group left */
+	CHECK_INT(sub(s, C(2), "production", q, "{\"slug\":\"b\"}"), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "d", "post",
+					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"b\"}"),
+			  1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK_INT(r.calls[0].n, 2);
+
+	/* key order and whitespace of params do not split groups */
+	{
+		const char *q2 = "*[a == $a && b.x == $b.x]";
+
+		CHECK_INT(
+			sub(s, C(3), "production", q2, "{\"a\":1,\"b\":{\"x\":1,\"y\":2}}"),
+			SUBS_OK);
+		CHECK_INT(sub(s, C(4), "production", q2,
+					  "{ \"b\":{\"y\":2, \"x\":1}, \"a\":1 }"),
+				  SUBS_OK);
+		/* {} and no params are the same */
+		CHECK_INT(sub(s, C(5), "production", "*[true]", "{}"), SUBS_OK);
+		CHECK_INT(sub(s, C(6), "production", "*[true]", NULL), SUBS_OK);
+		CHECK_INT(
+			match(s, &r, "production", "d", "x", "{\"a\":1,\"b\":{\"x\":1}}"),
+			2);
+		CHECK_INT(r.ncalls, 2);
+		c = rec_find(&r, q2);
+		CHECK(c && c->n == 2 && call_has(c, C(3)) && call_has(c, C(4)));
+		c = rec_find(&r, "*[true]");
+		CHECK(c && c->n == 2 && call_has(c, C(5)) && call_has(c, C(6)));
+	}
+
+	/* the registry keeps its own copy of params */
+	{
+		json_t *p = json_pack("{s:s}", "slug", "z");
+		groq_error err;
+
+		CHECK_INT(subs_subscribe(s, C(7), "production", q, strlen(q), p, &err),
+				  SUBS_OK);
+		json_object_set_new(p, "slug", json_string("other"));
+		json_decref(p);
+		CHECK_INT(match(s, &r, "production", "d", "post",
+						"{\"_type\":\"post\",\"slug\":\"z\"}"),
+				  4); /* 2 post groups + 2 scan groups */
+		c = rec_find(&r, q);
+		CHECK(c && c->n == 1 && call_has(c, C(7)));
+	}
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_unsubscribe(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+
+	/* unknown connection, unknown query: harmless */
+	unsub(s, C(1), "*[true]");
+	subs_drop_connection(s, C(1));
+	CHECK_INT(sub(s, C(1), "production", "*[true]", NULL), SUBS_OK);
+	unsub(s, C(1), "*[false]");
+	unsub(s, C(1), "*[true] ");
+	unsub(s, C(2), "*[true]");
+	CHECK_INT(subs_conn_count(s, C(1)), 1);
+	CHECK_INT(match(s, &r, "production", "d", "t", NULL), 1);
+	CHECK_INT(r.ncalls, 1);
+
+	unsub(s, C(1), "*[true]");
+	CHECK_INT(subs_conn_count(s, C(1)), 0);
+	CHECK_INT(match(s, &r, "production", "d", "t", NULL), 0);
+	CHECK_INT(r.ncalls, 0);
+	unsub(s, C(1), "*[true]"); /* twice */
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_dataset_isolation(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	const char *q = "*[_type == \"post\"]";
+
+	CHECK_INT(sub(s, C(1), "production", q, NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(2), "staging", q, NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(3), "staging", "*[true]", NULL), SUBS_OK);
+
+	CHECK_INT(match(s, &r, "production", "d", "post", NULL), 1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(r.calls[0].n == 1 && call_has(&r.calls[0], C(1)));
+
+	CHECK_INT(match(s, &r, "staging", "d", "post", NULL), 2);
+	CHECK_INT(r.ncalls, 2);
+	CHECK(call_has(rec_find(&r, q), C(2)) && !call_has(rec_find(&r, q), C(1)));
+
+	/* a dataset nobody subscribed to costs nothing */
+	CHECK_INT(match(s, &r, "other", "d", "post", NULL), 0);
+	CHECK_INT(match(s, &r, "productio", "d", "post", NULL), 0);
+	CHECK(!subs_needs_document(s, "other", "post"));
+
+	/* re-subscribing in another dataset moves the subscription */
+	CHECK_INT(sub(s, C(1), "staging", q, NULL), SUBS_OK);
+	CHECK_INT(subs_conn_count(s, C(1)), 1);
+	CHECK_INT(match(s, &r, "production", "d", "post", NULL), 0);
+	CHECK_INT(match(s, &r, "staging", "d", "post", NULL), 2);
+	CHECK(call_has(rec_find(&r, q), C(1)) && call_has(rec_find(&r, q), C(2)));
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_type_index(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	char q[128];
+	const char *scan = "*[_type == \"a\" || x == 1]";
+	const call *c;
+
+	/* 1000 indexed groups of type b, 3 of type a, 1 scan group */
+	for (int i = 0; i < 1000; i++)
+	{
+		snprintf(q, sizeof(q), "*[_type == \"b\" && n == %d]", i);
+		CHECK_INT(sub(s, C(i), "production", q, NULL), SUBS_OK);
+	}
+	CHECK_INT(sub(s, C(1000), "production", "*[_type == \"a\"]", NULL),
+			  SUBS_OK);
+	CHECK_INT(sub(s, C(1001), "production", "*[\"a\" == _type && n > 1]", NULL),
+			  SUBS_OK);
+	CHECK_INT(sub(s, C(1002), "production", "*[n > 1 && _type == \"a\"]", NULL),
+			  SUBS_OK);
+	CHECK_INT(sub(s, C(1003), "production", scan, NULL), SUBS_OK);
+
+	/* type a: 3 indexed + 1 scan evaluations, none of the 1000 */
+	CHECK_INT(match(s, &r, "production", "d", "a",
+					"{\"_id\":\"d\",\"_type\":\"a\",\"n\":2}"),
+			  4);
+	CHECK_INT(r.ncalls, 4);
+	CHECK(rec_find(&r, "*[_type == \"a\"]") != NULL);
+	CHECK(rec_find(&r, scan) != NULL);
+
+	/* the || filter is not indexed: evaluated for another type too */
+	CHECK_INT(match(s, &r, "production", "d", "c",
+					"{\"_id\":\"d\",\"_type\":\"c\",\"x\":1}"),
+			  1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(rec_find(&r, scan) != NULL);
+
+	/* type b: 1000 + 1 evaluations, exactly one match */
+	CHECK_INT(match(s, &r, "production", "d", "b",
+					"{\"_id\":\"d\",\"_type\":\"b\",\"n\":517}"),
+			  1001);
+	CHECK_INT(r.ncalls, 1);
+	c = rec_find(&r, "*[_type == \"b\" && n == 517]");
+	CHECK(c && c->n == 1 && call_has(c, C(517)));
+
+	/* with a document, its own _type chooses the index entry */
+	CHECK_INT(match(s, &r, "production", "d", "b",
+					"{\"_id\":\"d\",\"_type\":\"a\",\"n\":0}"),
+			  4);
+	CHECK_INT(r.ncalls, 2);
+	/* a document without a string _type: only scan groups */
+	CHECK_INT(match(s, &r, "production", "d", "a", "{\"_id\":\"d\",\"x\":1}"),
+			  1);
+	CHECK_INT(r.ncalls, 1);
+
+	/*
+	 * Without a document and without a type: scan groups that read only
+	 * _id/_type see _type null; the || filter reads x: skipped.
+	 */
+	CHECK_INT(sub(s, C(1004), "production", "*[_type == null]", NULL), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "d", NULL, NULL), 1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(rec_find(&r, "*[_type == null]") != NULL);
+
+	/* _id filters decide from the event alone */
+	CHECK_INT(sub(s, C(1005), "production", "*[_id == \"d9\"]", NULL), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "d9", "zz", NULL), 2);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(rec_find(&r, "*[_id == \"d9\"]") != NULL);
+
+	/* removing the indexed groups empties their type: back to no cost */
+	for (int i = 0; i < 1000; i++)
+		subs_drop_connection(s, C(i));
+	CHECK_INT(match(s, &r, "production", "d", "b",
+					"{\"_id\":\"d\",\"_type\":\"b\",\"n\":517}"),
+			  3);
+	CHECK_INT(r.ncalls, 0);
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_needs_document(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	const char *slug = "*[_type == \"post\" && slug.current == \"x\"]";
+
+	CHECK(!subs_needs_document(s, "production", "post"));
+	CHECK_INT(sub(s, C(1), "production", "*[_type == \"post\"]", NULL),
+			  SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", "*[_id in [\"a\", \"b\"]]", NULL),
+			  SUBS_OK);
+	CHECK(!subs_needs_document(s, "production", "post"));
+	CHECK(!subs_needs_document(s, "production", NULL));
+
+	CHECK_INT(sub(s, C(2), "production", slug, NULL), SUBS_OK);
+	CHECK(subs_needs_document(s, "production", "post"));
+	CHECK(!subs_needs_document(s, "production", "page"));
+	CHECK(!subs_needs_document(s, "production", NULL));
+	CHECK(!subs_needs_document(s, "staging", "post"));
+
+	/* without the document, the slug group cannot be decided: skipped */
+	CHECK_INT(match(s, &r, "production", "a", "post", NULL), 2);
+	CHECK_INT(r.ncalls, 2);
+	CHECK(rec_find(&r, slug) == NULL);
+	/* with it, evaluated */
+	CHECK_INT(match(s, &r, "production", "a", "post",
+					"{\"_id\":\"a\",\"_type\":\"post\","
+					"\"slug\":{\"current\":\"x\"}}"),
+			  3);
+	CHECK_INT(r.ncalls, 3);
+	CHECK(call_has(rec_find(&r, slug), C(2)));
+
+	/* an unindexed filter reading the body: every type needs it */
+	CHECK_INT(sub(s, C(3), "staging", "*[defined(title)]", NULL), SUBS_OK);
+	CHECK(subs_needs_document(s, "staging", "post"));
+	CHECK(subs_needs_document(s, "staging", "anything"));
+	CHECK(subs_needs_document(s, "staging", NULL));
+	CHECK(!subs_needs_document(s, "production", "page"));
+
+	/* the whole document counts as more than _id/_type */
+	CHECK_INT(sub(s, C(4), "other", "*[count(references(\"x\")) == 0]", NULL),
+			  SUBS_OK);
+	CHECK(subs_needs_document(s, "other", "post"));
+
+	unsub(s, C(2), slug);
+	CHECK(!subs_needs_document(s, "production", "post"));
+	subs_drop_connection(s, C(3));
+	CHECK(!subs_needs_document(s, "staging", NULL));
+
+	/* a truncated event without its document is never matched */
+	{
+		rt_event ev = ev_make("production", "a", "post");
+
+		ev.truncated = true;
+		rec_reset(&r);
+		CHECK_INT(subs_match(s, &ev, NULL, on_match, &r), 0);
+		CHECK_INT(r.ncalls, 0);
+	}
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_one_evaluation_per_group(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	const char *q = "*[_type == \"post\"]";
+	const call *c;
+	size_t i;
+
+	for (i = 0; i < 10000; i++)
+		CHECK_MSG(sub(s, C(i), "production", q, NULL) == SUBS_OK, "sub %zu", i);
+	CHECK_INT(match(s, &r, "production", "d", "post", NULL), 1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK_INT(r.calls[0].n, 10000);
+
+	/* swap-remove keeps exactly the members that stayed */
+	for (i = 0; i < 10000; i++)
+		if (i % 3 != 0)
+			unsub(s, C(i), q);
+	CHECK_INT(match(s, &r, "production", "d", "post", NULL), 1);
+	c = rec_find(&r, q);
+	CHECK(c != NULL);
+	if (c)
+	{
+		bool ok = c->n == 3334;
+		char seen[10000] = {0};
+
+		for (i = 0; i < c->n; i++)
+		{
+			size_t k = (char *) c->conns[i] - conns;
+
+			ok = ok && k < 10000 && k % 3 == 0 && !seen[k];
+			seen[k] = 1;
+		}
+		CHECK_MSG(ok, "members after removals: %zu", c->n);
+	}
+	for (i = 0; i < 10000; i += 3)
+		subs_drop_connection(s, C(i));
+	CHECK_INT(match(s, &r, "production", "d", "post", NULL), 0);
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_drop_connection(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+
+	CHECK_INT(sub(s, C(1), "production", "*[_type == \"a\"]", NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", "*[title == $t]", "{\"t\":\"x\"}"),
+			  SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", "*[true]", NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(2), "production", "*[true]", NULL), SUBS_OK);
+	CHECK_INT(subs_conn_count(s, C(1)), 3);
+
+	subs_drop_connection(s, C(1));
+	CHECK_INT(subs_conn_count(s, C(1)), 0);
+	CHECK_INT(subs_conn_count(s, C(2)), 1);
+	CHECK(!subs_needs_document(s, "production", NULL));
+	CHECK_INT(match(s, &r, "production", "d", "a",
+					"{\"_type\":\"a\",\"title\":\"x\"}"),
+			  1);
+	CHECK_INT(r.ncalls, 1);
+	CHECK(r.calls[0].n == 1 && call_has(&r.calls[0], C(2)));
+
+	subs_drop_connection(s, C(2));
+	CHECK_INT(match(s, &r, "production", "d", "a",
+					"{\"_type\":\"a\",\"title\":\"x\"}"),
+			  0);
+	/* everything was released: a new subscription starts afresh */
+	CHECK_INT(sub(s, C(2), "production", "*[true]", NULL), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "d", "a", NULL), 1);
+
+	/* free with subscriptions still in place (valgrind checks) */
+	rec_reset(&r);
+	subs_free(s);
+}
+
+static void
+test_limits(void)
+{
+	subs *s = new_subs(NULL, 3);
+	rec r = {0};
+
+	CHECK_INT(sub(s, C(1), "production", "*[a == 1]", NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", "*[a == 2]", NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", "*[a == 3]", NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", "*[a == 4]", NULL), SUBS_LIMIT);
+	CHECK_INT(subs_conn_count(s, C(1)), 3);
+	CHECK_INT(match(s, &r, "production", "d", "t", "{\"a\":4}"), 3);
+	CHECK_INT(r.ncalls, 0);
+	/* re-subscribing an existing text is not a new subscription */
+	CHECK_INT(sub(s, C(1), "production", "*[a == 3]", "{\"x\":1}"), SUBS_OK);
+	/* other connections have their own budget */
+	CHECK_INT(sub(s, C(2), "production", "*[a == 4]", NULL), SUBS_OK);
+	unsub(s, C(1), "*[a == 1]");
+	CHECK_INT(sub(s, C(1), "production", "*[a == 4]", NULL), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "d", "t", "{\"a\":4}"), 3);
+	CHECK_INT(r.ncalls, 1);
+	CHECK_INT(r.calls[0].n, 2);
+	subs_free(s);
+
+	/* default */
+	s = new_subs(NULL, 0);
+	for (int i = 0; i < SUBS_DEFAULT_MAX_PER_CONN; i++)
+	{
+		char q[64];
+
+		snprintf(q, sizeof(q), "*[a == %d]", i);
+		CHECK_MSG(sub(s, C(1), "production", q, NULL) == SUBS_OK, "%d", i);
+	}
+	CHECK_INT(sub(s, C(1), "production", "*[b == 1]", NULL), SUBS_LIMIT);
+	subs_free(s);
+
+	/* GROQ limits are applied: query length and evaluation steps */
+	{
+		groq_limits lim = groq_limits_default();
+		groq_error err;
+		char big[300];
+		const char *heavy = "*[count(a[@ > 0]) > 0]";
+
+		lim.max_query_len = 256;
+		lim.max_steps = 50;
+		s = new_subs(&lim, 0);
+		memset(big, ' ', sizeof(big));
+		memcpy(big, "*[true", 6);
+		big[sizeof(big) - 1] = ']';
+		CHECK_INT(
+			subs_subscribe(s, C(1), "production", big, sizeof(big), NULL, &err),
+			SUBS_INVALID_QUERY);
+		CHECK(err.message[0] != '\0');
+		CHECK_INT(sub(s, C(1), "production", heavy, NULL), SUBS_OK);
+		/* a small array matches; a large one exceeds the steps: no match */
+		CHECK_INT(match(s, &r, "production", "d", "t", "{\"a\":[1]}"), 1);
+		CHECK_INT(r.ncalls, 1);
+		{
+			json_t *a = json_array(), *doc;
+			rt_event ev = ev_make("production", "d", "t");
+
+			for (int i = 0; i < 1000; i++)
+				json_array_append_new(a, json_integer(1));
+			doc = json_pack("{s:o}", "a", a);
+			rec_reset(&r);
+			CHECK_INT(subs_match(s, &ev, doc, on_match, &r), 1);
+			CHECK_INT(r.ncalls, 0);
+			json_decref(doc);
+		}
+		subs_free(s);
+	}
+	rec_reset(&r);
+}
+
+static void
+test_invalid(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	groq_error err;
+	const char *q = "*[slug == $slug]";
+	json_t *p;
+
+	memset(&err, 0, sizeof(err));
+	CHECK_INT(subs_subscribe(s, C(1), "production", "*[", 2, NULL, &err),
+			  SUBS_INVALID_QUERY);
+	CHECK(err.message[0] != '\0');
+	CHECK_INT(sub(s, C(1), "production", "*[_type == \"a\"] | order(x)", NULL),
+			  SUBS_INVALID_QUERY);
+	CHECK_INT(sub(s, C(1), "production", "", NULL), SUBS_INVALID_QUERY);
+	CHECK_INT(subs_conn_count(s, C(1)), 0);
+	/* err may be NULL */
+	CHECK_INT(subs_subscribe(s, C(1), "production", "*[", 2, NULL, NULL),
+			  SUBS_INVALID_QUERY);
+
+	/* undefined $param */
+	memset(&err, 0, sizeof(err));
+	CHECK_INT(subs_subscribe(s, C(1), "production", q, strlen(q), NULL, &err),
+			  SUBS_INVALID_QUERY);
+	CHECK(strstr(err.message, "slug") != NULL);
+	p = json_pack("{s:s}", "other", "x");
+	CHECK_INT(subs_subscribe(s, C(1), "production", q, strlen(q), p, &err),
+			  SUBS_INVALID_QUERY);
+	json_decref(p);
+	CHECK_INT(subs_conn_count(s, C(1)), 0);
+	CHECK_INT(match(s, &r, "production", "d", "t", "{\"slug\":\"a\"}"), 0);
+
+	/* a failed re-subscribe keeps the previous params */
+	CHECK_INT(sub(s, C(1), "production", q, "{\"slug\":\"a\"}"), SUBS_OK);
+	CHECK_INT(sub(s, C(1), "production", q, "{\"nope\":\"b\"}"),
+			  SUBS_INVALID_QUERY);
+	CHECK_INT(subs_conn_count(s, C(1)), 1);
+	CHECK_INT(match(s, &r, "production", "d", "t", "{\"slug\":\"a\"}"), 1);
+	CHECK_INT(r.ncalls, 1);
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
+int
+main(void)
+{
+	test_basic();
+	test_resubscribe_replaces_params();
+	test_unsubscribe();
+	test_dataset_isolation();
+	test_type_index();
+	test_needs_document();
+	test_one_evaluation_per_group();
+	test_drop_connection();
+	test_limits();
+	test_invalid();
+	return unit_summary();
+}
