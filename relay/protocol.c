@@ -299,8 +299,11 @@ sink_alloc(sink *s)
 typedef struct field
 {
 	const char *key; /* a literal: written as is */
-	const char *val;
+	const char *val; /* NULL: the field is left out */
 } field;
+
+/* A field value written as JSON null (compared by address). */
+static const char null_value[] = "null";
 
 static void
 write_flat(sink *s, const field *f, size_t n)
@@ -318,7 +321,10 @@ write_flat(sink *s, const field *f, size_t n)
 		PUT_LIT(s, "\"");
 		put(s, f[i].key, strlen(f[i].key));
 		PUT_LIT(s, "\":");
-		put_str(s, f[i].val);
+		if (f[i].val == null_value)
+			PUT_LIT(s, "null");
+		else
+			put_str(s, f[i].val);
 	}
 	PUT_LIT(s, "}");
 }
@@ -375,10 +381,10 @@ protocol_encode_mutation(const char *document_id, const char *document_type,
 						 const char *operation, const char *ts,
 						 const char *query)
 {
-	return encode_flat(FIELDS({"type", "mutation"}, {"documentId", document_id},
-							  {"documentType", document_type},
-							  {"operation", operation}, {"ts", ts},
-							  {"query", query}));
+	return encode_flat(
+		FIELDS({"type", "mutation"}, {"documentId", document_id},
+			   {"documentType", document_type ? document_type : null_value},
+			   {"operation", operation}, {"ts", ts}, {"query", query}));
 }
 
 outmsg *

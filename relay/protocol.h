@@ -132,7 +132,8 @@ outmsg *protocol_encode_subscribed(const char *query);
 outmsg *protocol_encode_unsubscribed(const char *query);
 
 /* {"type":"mutation","documentId":…,"documentType":…,"operation":…,"ts":…,
- *  "query":…}; ts is passed through as the string of the event. */
+ *  "query":…}; ts is passed through as the string of the event; a NULL
+ *  document_type is written as null (the field is always present). */
 outmsg *protocol_encode_mutation(const char *document_id,
 								 const char *document_type,
 								 const char *operation, const char *ts,

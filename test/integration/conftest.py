@@ -41,6 +41,9 @@ CREATE TABLE documents (
   published_at timestamptz
 );
 SELECT cellcms_rt.watch('documents');
+-- a role of the relay's own, so a test can lock the relay out (NOLOGIN)
+-- while it keeps committing changes itself
+CREATE ROLE relay_it SUPERUSER LOGIN;
 """
 
 
@@ -76,8 +79,8 @@ class PgCluster:
         self.logfile = self.dir / "postgres.log"
         self.port = free_port()
 
-    def url(self, db="cellcms"):
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+    def url(self, db="cellcms", user="postgres"):
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
 
     def initdb(self):
         as_pg_owner(str(PG_BINDIR / "initdb"), "-D", str(self.data),
@@ -227,9 +230,10 @@ class Relay:
         return self.returncode
 
 
-def relay_argv(port, pg, secret=HS256_SECRET, flags=(), auth=None):
+def relay_argv(port, pg, secret=HS256_SECRET, flags=(), auth=None,
+               db_user="postgres"):
     argv = [str(RELAY_BIN), "--host", "127.0.0.1", "--port", str(port),
-            "--database-url", pg.url()]
+            "--database-url", pg.url(user=db_user)]
     if auth is None:
         argv += ["--jwt-secret", secret]
     else:
@@ -239,18 +243,20 @@ def relay_argv(port, pg, secret=HS256_SECRET, flags=(), auth=None):
 
 @pytest.fixture
 def relay_factory(request, pg, tmp_path):
-    """start(*flags, auth=None, wait=True) -> Relay.  auth replaces the
-    default `--jwt-secret HS256_SECRET` (e.g. RS256_FLAGS).  Every relay
+    """start(*flags, auth=None, wait=True, db_user="postgres") -> Relay.
+    auth replaces the default `--jwt-secret HS256_SECRET` (e.g.
+    RS256_FLAGS).  Every relay
     still running at the end is stopped with SIGTERM and must exit 0."""
     if not RELAY_BIN.exists():
         pytest.fail(f"{RELAY_BIN} is not built (make -C relay cellcms-relay)")
     relays = []
     request.node._relays = relays
 
-    def start(*flags, auth=None, wait=True):
+    def start(*flags, auth=None, wait=True, db_user="postgres"):
         port = free_port()
         name = f"relay{len(relays) + 1}"
-        r = Relay(relay_argv(port, pg, flags=flags, auth=auth),
+        r = Relay(relay_argv(port, pg, flags=flags, auth=auth,
+                             db_user=db_user),
                   tmp_path / f"{name}.log", name)
         relays.append(r)
         if wait:

@@ -55,6 +55,8 @@ FRAMES = [
                       '"params":[1]}'),
     ("invalid_field", '{"type":"subscribe","query":"*[_type == \\"post\\"]",'
                       '"dataset":5}'),
+    ("limit_exceeded", '{"type":"presence.join","documentId":"%s"}'
+                       % ("d" * 300)),
 ]
 
 

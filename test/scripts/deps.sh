@@ -4,13 +4,20 @@
 set -euo pipefail
 
 packages=(
-	build-essential pkg-config
+	build-essential pkg-config curl
 	postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
 	libjansson-dev libjwt-dev
 	python3 python3-websockets python3-psycopg2 python3-jwt python3-pytest
 	valgrind clang libclang-rt-14-dev cppcheck clang-format
 )
+
+# Node.js runs the client SDK's tests.  These machines come with a Node.js
+# that ships its own npm (and conflicts with Debian's npm package); install
+# Debian's only where there is none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -76,13 +76,23 @@ groq_conformance()
 	fi
 }
 
+client_sdk()
+{
+	(cd client && npm ci --no-audit --no-fund --loglevel=error && npm test)
+}
+
 suite "install dependencies" test/scripts/deps.sh
 suite "build" build
 suite "clang-format" format_check
+suite "cppcheck" make -s -C relay cppcheck
 suite "extension: pg_regress + isolation" extension_regress
+suite "extension: pg_dump / restore keeps watched tables" test/extension/dump_restore.sh
 suite "relay unit tests" make -s -C relay check
 suite "relay unit tests (ASan/UBSan)" make -s -C relay check-asan
 suite "relay unit tests (valgrind)" make -s -C relay check-valgrind
+suite "relay: pg_listener against PostgreSQL" test/listener/run.sh
+suite "relay: integration (PostgreSQL + relay + WebSocket clients)" test/integration/run.sh
+suite "client SDK (node --test, unit + against the relay)" client_sdk
 suite "GROQ conformance: core (0 failures)" groq_conformance core 0
 # groq-js, Sanity's own implementation, fails 12 of the phase2 cases; the bar
 # is to fail fewer.  README.md lists and explains what still fails.

@@ -423,6 +423,11 @@ test_api(void)
 	/* not NUL-terminated: only len bytes are read */
 	f = groq_compile("*[_type == \"post\"]XYZ", 18, NULL, &err);
 	CHECK(f != NULL);
+	if (!f)
+	{
+		json_decref(doc);
+		return;
+	}
 	CHECK_STR(groq_filter_text(f), "*[_type == \"post\"]");
 	CHECK_STR(groq_filter_type_key(f), "post");
 	CHECK(groq_filter_ref(f) == f);

@@ -330,6 +330,12 @@ test_encode(void)
 			  "\"documentType\":\"post\",\"operation\":\"update\","
 			  "\"ts\":\"2025-01-15T12:00:00.000Z\","
 			  "\"query\":\"*[_type == \\\"post\\\"]\"}");
+	/* A document without a type still has the field: null, not absent. */
+	check_msg(protocol_encode_mutation("abc", NULL, "create",
+									   "2025-01-15T12:00:00.000Z", "*[]"),
+			  "{\"type\":\"mutation\",\"documentId\":\"abc\","
+			  "\"documentType\":null,\"operation\":\"create\","
+			  "\"ts\":\"2025-01-15T12:00:00.000Z\",\"query\":\"*[]\"}");
 	check_msg(protocol_encode_document_updated("abc", "delete",
 											   "2025-01-15T12:00:00.000Z"),
 			  "{\"type\":\"document.updated\",\"documentId\":\"abc\","
