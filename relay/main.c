@@ -33,7 +33,7 @@ extern char **environ;
 typedef struct relay
 {
 	uv_loop_t loop;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t tick;
 	relay_config cfg;
 	auth_config auth;
@@ -184,13 +184,13 @@ clients_closed(void *arg)
 {
 	relay *r = arg;
 
-	ws_server_free(r->server);
-	r->server = NULL;
+	ws_server_stop(r->server);
 	pg_listener_stop(r->listener, NULL, NULL);
 	r->listener = NULL;
 	close_handle((uv_handle_t *) &r->tick);
 	close_handle((uv_handle_t *) &r->sigterm);
 	close_handle((uv_handle_t *) &r->sigint);
+	close_handle((uv_handle_t *) &r->sighup);
 }
 
 static void
@@ -198,6 +198,17 @@ on_signal(uv_signal_t *s, int signum)
 {
 	relay *r = s->data;
 
+	/*
+	 * Settings come from the command line and the environment, which a
+	 * running process cannot re-read, and logs go to stderr: a hangup (a
+	 * closed terminal, a reload from a service manager) must not kill the
+	 * relay.
+	 */
+	if (signum == SIGHUP)
+	{
+		log_msg(LOG_INFO, "SIGHUP: nothing to reload; still running");
+		return;
+	}
 	if (r->stopping)
 		return;
 	r->stopping = true;
@@ -269,9 +280,11 @@ start(relay *r)
 	uv_timer_start(&r->tick, tick, 1000, 1000);
 	uv_signal_init(&r->loop, &r->sigterm);
 	uv_signal_init(&r->loop, &r->sigint);
-	r->sigterm.data = r->sigint.data = r;
+	uv_signal_init(&r->loop, &r->sighup);
+	r->sigterm.data = r->sigint.data = r->sighup.data = r;
 	uv_signal_start(&r->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&r->sigint, on_signal, SIGINT);
+	uv_signal_start(&r->sighup, on_signal, SIGHUP);
 	log_msg(LOG_INFO,
 			"cellcms-relay %s listening on ws://%s:%u/ws (max %u "
 			"connections)",
@@ -313,9 +326,6 @@ main(int argc, char **argv)
 	if (start(&r) != 0)
 	{
 		status = 1;
-		if (r.server)
-			ws_server_free(r.server);
-		r.server = NULL;
 		pg_listener_stop(r.listener, NULL, NULL);
 		r.listener = NULL;
 	}
@@ -325,6 +335,7 @@ main(int argc, char **argv)
 	/* Let every handle finish closing before the loop goes away. */
 	uv_walk(&r.loop, close_any_handle, NULL);
 	uv_run(&r.loop, UV_RUN_DEFAULT);
+	ws_server_free(r.server);
 	if (uv_loop_close(&r.loop) != 0)
 		log_msg(LOG_WARN, "event loop closed with handles still open");
 	hub_free(r.hub);

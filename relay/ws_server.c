@@ -11,9 +11,13 @@
  * a timeout kills the connection if that callback never comes because the
  * peer stopped reading.
  */
+#include <errno.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -37,12 +41,16 @@ struct ws_server
 	struct lws_context *context;
 	hub *hub;
 	const auth_config *auth;
-	lws_retry_bo_t keepalive;
+	lws_retry_bo_t no_lws_keepalive;
 	bool shutting_down;
 	size_t live_sessions; /* WebSocket connections not yet destroyed */
+	time_t last_full_warning;
 	void (*done)(void *arg);
 	void *done_arg;
 	uv_timer_t shutdown_timer;
+	uv_timer_t keepalive_timer;
+	struct session *sessions; /* established WebSocket sessions */
+	time_t now;				  /* seconds, refreshed by the keepalive tick */
 };
 
 typedef struct session
@@ -61,6 +69,11 @@ typedef struct session
 	/* /healthz body */
 	char *http_body;
 	bool counted; /* in live_sessions */
+	/* Keep-alive: the list of established sessions, swept every second. */
+	struct session *prev, *next;
+	time_t last_heard; /* last frame or pong from the peer */
+	time_t last_ping;
+	bool ping_due;
 } session;
 
 static ws_server *
@@ -179,6 +192,20 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0 ||
 		strcmp(path, "/ws") != 0)
 		return -1;
+	if (srv->live_sessions >= srv->cfg.max_connections)
+	{
+		time_t now = time(NULL);
+
+		if (now != srv->last_full_warning)
+			log_msg(LOG_WARN,
+					"refusing connections: --max-connections (%u) reached",
+					srv->cfg.max_connections);
+		srv->last_full_warning = now;
+		s->close_code = 1013 /* try again later */;
+		snprintf(s->close_reason, sizeof(s->close_reason),
+				 "too many connections");
+		return 0;
+	}
 
 	token = malloc(token_cap);
 	scratch = malloc((size_t) scratch_len);
@@ -257,6 +284,11 @@ establish(ws_server *srv, session *s, struct lws *wsi)
 	s->wsi = wsi;
 	s->counted = true;
 	srv->live_sessions++;
+	s->last_heard = s->last_ping = srv->now;
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
 	if (s->close_code)
 	{
 		lws_set_timer_usecs(wsi, 1);
@@ -283,6 +315,7 @@ receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
 		lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
 	size_t total = s->rx_len + len;
 
+	s->last_heard = srv->now;
 	if (lws_frame_is_binary(wsi))
 	{
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
@@ -326,27 +359,95 @@ receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
 	return 0;
 }
 
-static int
-writeable(session *s, struct lws *wsi)
-{
-	outq *q;
-	outmsg *m;
+/*
+ * Frames for several queued messages go out in one send: each message
+ * gets its WebSocket header (a server's frames are unmasked, so the header
+ * depends only on the length) and the lot is written raw.  One system call
+ * per batch instead of per message is what keeps fan-out cheap when a
+ * client's queue holds more than one message.  The relay is
+ * single-threaded, so one scratch buffer serves every connection.
+ */
+#define BATCH_BYTES 65536
+static unsigned char batch[LWS_PRE + BATCH_BYTES];
 
-	if (s->close_code)
+static size_t
+frame_header(unsigned char *h, size_t len)
+{
+	h[0] = 0x81; /* FIN, text */
+	if (len < 126)
+	{
+		h[1] = (unsigned char) len;
+		return 2;
+	}
+	if (len < 65536)
+	{
+		h[1] = 126;
+		h[2] = (unsigned char) (len >> 8);
+		h[3] = (unsigned char) len;
+		return 4;
+	}
+	h[1] = 127;
+	for (int i = 0; i < 8; i++)
+		h[2 + i] = (unsigned char) ((uint64_t) len >> (56 - 8 * i));
+	return 10;
+}
+
+/* Writes up to WRITES_PER_CALLBACK queued messages; -1 on a dead socket. */
+static int
+write_queue(struct lws *wsi, outq *q)
+{
+	outmsg *m = outq_peek(q);
+	unsigned char *out = batch + LWS_PRE;
+	size_t used = 0;
+	int n = 0;
+
+	if (!m)
 		return 0;
-	if (!s->client)
-		return 0;
-	q = hub_client_queue(s->client);
-	for (int n = 0; n < WRITES_PER_CALLBACK && (m = outq_peek(q)) != NULL; n++)
+	if (outq_count(q) == 1 || outmsg_len(m) + 10 > BATCH_BYTES)
 	{
 		size_t len = outmsg_len(m);
 
 		if (lws_write(wsi, outmsg_payload(m), len, LWS_WRITE_TEXT) < (int) len)
 			return -1;
 		outmsg_unref(outq_pop(q));
-		if (lws_send_pipe_choked(wsi))
-			break;
+		return 0;
 	}
+	while (n < WRITES_PER_CALLBACK && (m = outq_peek(q)) != NULL &&
+		   used + outmsg_len(m) + 10 <= BATCH_BYTES)
+	{
+		used += frame_header(out + used, outmsg_len(m));
+		memcpy(out + used, outmsg_payload(m), outmsg_len(m));
+		used += outmsg_len(m);
+		outmsg_unref(outq_pop(q));
+		n++;
+	}
+	/* A short write is buffered by lws, which then waits for POLLOUT. */
+	return lws_write(wsi, out, used, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
+static int
+writeable(session *s, struct lws *wsi)
+{
+	outq *q;
+
+	if (s->close_code)
+		return 0;
+	if (s->ping_due)
+	{
+		s->ping_due = false;
+		/*
+		 * A payload, because lws 4.1 does not report the pong to an empty
+		 * ping (LWS_CALLBACK_RECEIVE_PONG never comes).
+		 */
+		memcpy(batch + LWS_PRE, "cellcms", 7);
+		if (lws_write(wsi, batch + LWS_PRE, 7, LWS_WRITE_PING) < 0)
+			return -1;
+	}
+	if (!s->client)
+		return 0;
+	q = hub_client_queue(s->client);
+	if (write_queue(wsi, q) != 0)
+		return -1;
 	if (outq_count(q) > 0)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -370,6 +471,16 @@ maybe_finish_shutdown(ws_server *srv)
 static void
 closed(ws_server *srv, session *s)
 {
+	if (s->counted)
+	{
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			srv->sessions = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+		s->prev = s->next = NULL;
+	}
 	if (s->client)
 	{
 		hub_disconnect(srv->hub, s->client);
@@ -446,6 +557,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return receive(server_of(wsi), s, wsi, in, len);
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			return writeable(s, wsi);
+		case LWS_CALLBACK_RECEIVE_PONG:
+			s->last_heard = server_of(wsi)->now;
+			return 0;
 		case LWS_CALLBACK_TIMER:
 			return s->close_code ? close_now(s, wsi) : 0;
 		case LWS_CALLBACK_CLOSED:
@@ -493,22 +607,99 @@ lws_log_to_ours(int level, const char *line)
 			line);
 }
 
+/*
+ * Bind host:port once ourselves: lws reports a failed bind only in its log
+ * and a context it cannot tear down cleanly on a foreign loop, so a port
+ * that is taken must be found before lws is involved.
+ */
+static bool
+can_listen(const char *host, int port)
+{
+	struct addrinfo hints, *res = NULL;
+	char service[16];
+	int fd = -1, one = 1, rc;
+	bool ok = false;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(service, sizeof(service), "%d", port);
+	rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0)
+	{
+		log_msg(LOG_ERROR, "cannot listen on %s:%d: %s", host, port,
+				gai_strerror(rc));
+		return false;
+	}
+	fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+	if (fd < 0 ||
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+		log_msg(LOG_ERROR, "cannot listen on %s:%d: %s", host, port,
+				strerror(errno));
+	else
+		ok = true;
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return ok;
+}
+
+/*
+ * Once a second: ping every session silent for ping_interval (once per
+ * interval), and drop those silent for ping_interval + ping_timeout.  A
+ * dropped session is closed by lws like any other, so the hub broadcasts
+ * its presence leaves.
+ */
+static void
+keepalive_sweep(uv_timer_t *t)
+{
+	ws_server *srv = t->data;
+	time_t now = time(NULL);
+	time_t interval = srv->cfg.ping_interval;
+	time_t timeout = srv->cfg.ping_interval + srv->cfg.ping_timeout;
+	bool killed = false;
+
+	srv->now = now;
+	for (session *s = srv->sessions; s; s = s->next)
+	{
+		time_t silent = now - s->last_heard;
+
+		if (silent >= timeout)
+		{
+			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			killed = true;
+		}
+		else if (silent >= interval && now - s->last_ping >= interval)
+		{
+			s->last_ping = now;
+			s->ping_due = true;
+			lws_callback_on_writable(s->wsi);
+		}
+	}
+	/* lws re-arms its timers when it next services: make that now. */
+	if (killed)
+		lws_cancel_service(srv->context);
+}
+
 ws_server *
 ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 				const auth_config *auth)
 {
 	struct lws_context_creation_info info;
 	void *foreign_loops[1] = {loop};
-	ws_server *srv = calloc(1, sizeof(*srv));
+	ws_server *srv;
 
+	if (!can_listen(cfg->host, cfg->port))
+		return NULL;
+	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return NULL;
 	srv->cfg = *cfg;
 	srv->hub = h;
 	srv->auth = auth;
-	srv->keepalive.secs_since_valid_ping = (uint16_t) cfg->ping_interval;
-	srv->keepalive.secs_since_valid_hangup =
-		(uint16_t) (cfg->ping_interval + cfg->ping_timeout);
+	srv->now = time(NULL);
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_ours);
 	memset(&info, 0, sizeof(info));
@@ -520,23 +711,41 @@ ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
 	info.foreign_loops = foreign_loops;
 	info.user = srv;
-	info.fd_limit_per_thread = cfg->max_connections + 32;
+	/* lws clears it once the context is completely destroyed. */
+	info.pcontext = &srv->context;
+	/*
+	 * fd_limit_per_thread is left at the process's file limit: below it,
+	 * lws 4.1 finds the connection of a ready socket by a linear scan.
+	 * --max-connections is enforced by counting sessions instead.
+	 */
 	/* The token travels in the URL: room for it plus the other headers. */
 	info.max_http_header_data =
 		(unsigned short) (auth->max_token_len + 4096 > 65535
 							  ? 65535
 							  : auth->max_token_len + 4096);
-	info.retry_and_idle_policy = &srv->keepalive;
+	/*
+	 * lws's own keep-alive keeps a timer per connection in one sorted list
+	 * (an O(n) insert for every connection and every pong); the relay's
+	 * sweep below does the same job in O(n) per second.
+	 */
+	info.retry_and_idle_policy = &srv->no_lws_keepalive;
 	info.timeout_secs = 10;
 	srv->context = lws_create_context(&info);
-	if (!srv->context)
+	/*
+	 * lws creates the context even when the port cannot be bound (lost a
+	 * race since can_listen()); such a context cannot be destroyed cleanly
+	 * on a foreign loop, and the process is about to exit anyway.
+	 */
+	if (!srv->context || !lws_get_vhost_by_name(srv->context, "default"))
 	{
 		log_msg(LOG_ERROR, "cannot listen on %s:%d", cfg->host, cfg->port);
-		free(srv);
-		return NULL;
+		exit(1);
 	}
 	uv_timer_init(loop, &srv->shutdown_timer);
 	srv->shutdown_timer.data = srv;
+	uv_timer_init(loop, &srv->keepalive_timer);
+	srv->keepalive_timer.data = srv;
+	uv_timer_start(&srv->keepalive_timer, keepalive_sweep, 1000, 1000);
 	return srv;
 }
 
@@ -567,10 +776,14 @@ ws_server_shutdown(ws_server *srv, void (*done)(void *arg), void *arg)
 	maybe_finish_shutdown(srv);
 }
 
-static void
-free_after_close(uv_handle_t *handle)
+void
+ws_server_stop(ws_server *srv)
 {
-	free(handle->data);
+	lws_context_destroy(srv->context);
+	uv_timer_stop(&srv->shutdown_timer);
+	uv_close((uv_handle_t *) &srv->shutdown_timer, NULL);
+	uv_timer_stop(&srv->keepalive_timer);
+	uv_close((uv_handle_t *) &srv->keepalive_timer, NULL);
 }
 
 void
@@ -578,7 +791,8 @@ ws_server_free(ws_server *srv)
 {
 	if (!srv)
 		return;
-	lws_context_destroy(srv->context);
-	uv_timer_stop(&srv->shutdown_timer);
-	uv_close((uv_handle_t *) &srv->shutdown_timer, free_after_close);
+	/* Its handles are closed now: this finishes what the first call began. */
+	if (srv->context)
+		lws_context_destroy(srv->context);
+	free(srv);
 }

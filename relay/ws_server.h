@@ -54,9 +54,13 @@ ws_server *ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 void ws_server_shutdown(ws_server *s, void (*done)(void *arg), void *arg);
 
 /*
- * Destroy the lws context (its handles close as the loop keeps running)
- * and free s.
+ * Start destroying the lws context: its handles close as the loop keeps
+ * running.  Call ws_server_free() once the loop has ended.
  */
+void ws_server_stop(ws_server *s);
+
+/* Finish destroying the context and free s (after the loop ended).  NULL is
+ * a no-op. */
 void ws_server_free(ws_server *s);
 
 #endif

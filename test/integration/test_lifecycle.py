@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from conftest import RELAY_BIN, free_port, relay_argv
 from rtclient import HS256_SECRET, WsClient, make_token, run
 
@@ -86,8 +88,9 @@ def test_sigterm_closes_clients_1001_and_exits_0(relay, pg):
     assert relay.proc.wait(10) == 0
 
 
-def test_token_and_secret_never_logged(relay_factory, pg):
-    relay = relay_factory()
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_token_and_secret_never_logged(relay_factory, pg, level):
+    relay = relay_factory("--log-level", level)
     good = make_token("loggee", "Log Gee")
     expired = make_token("loggee", exp_in=-3600)
     forged = make_token("loggee",

@@ -1,6 +1,7 @@
 """SPEC §4 presence rules, document.updated, and leaves on every kind of
 connection end (clean close, TCP drop, ping timeout)."""
 
+import asyncio
 import time
 
 from rtclient import RawWs, WsClient, make_token, run, ws_path
@@ -334,4 +335,47 @@ def test_document_updated_respects_dataset(relay, pg):
         await st.expect_no_message(1.0)
         await st.close()
         await pr.close()
+    run(body())
+
+
+def test_snapshot_and_following_diffs_are_consistent(relay):
+    """Clients connecting while presence changes fast get welcome and the
+    snapshot first, and snapshot + later join/leave messages add up to the
+    real state: nothing missed, nothing twice."""
+    async def body():
+        spam = await WsClient.connect(relay.port, make_token("spam"))
+        docs = [f"doc{i}" for i in range(10)]
+
+        async def churn():
+            for _ in range(30):
+                for d in docs:
+                    await spam.send_json(join(d))
+                for d in docs:
+                    await spam.send_json(leave(d))
+            for d in docs[:4]:
+                await spam.send_json(join(d))
+            await spam.roundtrip()
+
+        async def newcomer(i):
+            await asyncio.sleep(i * 0.01)
+            return await WsClient.connect(relay.port, make_token(f"n{i}"))
+
+        results = await asyncio.gather(churn(), *(newcomer(i)
+                                                  for i in range(20)))
+        for c in results[1:]:
+            state = {d for d, users in
+                     normalize(c.snapshot["documents"]).items()
+                     if ("spam", "spam") in users}
+            for m in await c.sync():
+                assert m["userId"] == "spam", m
+                if m["type"] == "presence.join":
+                    assert m["documentId"] not in state, ("join twice", m)
+                    state.add(m["documentId"])
+                else:
+                    assert m["type"] == "presence.leave", m
+                    assert m["documentId"] in state, ("leave unjoined", m)
+                    state.remove(m["documentId"])
+            assert state == set(docs[:4])
+            await c.close()
+        await spam.close()
     run(body())
