@@ -26,11 +26,20 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # The README's commands must work on a machine that has nothing installed
 # yet, when pg_config and PGXS do not exist: they install first, then
 # re-enter make.
-.PHONY: run test relay relay-clean
+.PHONY: run test relay relay-clean bench bench-smoke
 run:
 	@test/scripts/run.sh
 test:
 	@test/scripts/test-all.sh
+
+# Benchmarks print figures; they assert nothing about time.  bench-smoke runs
+# the relay benchmark at tiny sizes and fails only when an event is lost.
+bench: all install
+	test/bench/extension/run.sh
+	relay/bench-groq
+	test/bench/relay/run.sh
+bench-smoke: all install
+	test/bench/relay/run.sh --smoke
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)

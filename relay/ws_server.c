@@ -49,6 +49,8 @@ struct ws_server
 	void *done_arg;
 	uv_timer_t shutdown_timer;
 	uv_timer_t keepalive_timer;
+	uv_check_t flush_check;
+	struct session *dirty;	  /* sessions with messages to write directly */
 	struct session *sessions; /* established WebSocket sessions */
 	time_t now;				  /* seconds, refreshed by the keepalive tick */
 };
@@ -74,6 +76,14 @@ typedef struct session
 	time_t last_heard; /* last frame or pong from the peer */
 	time_t last_ping;
 	bool ping_due;
+	/*
+	 * Writes without the POLLOUT round trip: once established, a session
+	 * whose queue fills is put on the server's dirty list and written at
+	 * the end of the loop iteration (see flush_dirty).
+	 */
+	bool direct_ok;
+	bool is_dirty;
+	struct session *dirty_prev, *dirty_next;
 } session;
 
 static ws_server *
@@ -113,11 +123,40 @@ close_now(session *s, struct lws *wsi)
 }
 
 static void
+dirty_remove(ws_server *srv, session *s)
+{
+	if (!s->is_dirty)
+		return;
+	if (s->dirty_prev)
+		s->dirty_prev->dirty_next = s->dirty_next;
+	else
+		srv->dirty = s->dirty_next;
+	if (s->dirty_next)
+		s->dirty_next->dirty_prev = s->dirty_prev;
+	s->dirty_prev = s->dirty_next = NULL;
+	s->is_dirty = false;
+}
+
+static void
 sink_wake(void *transport)
 {
 	session *s = transport;
+	ws_server *srv;
 
-	lws_callback_on_writable(s->wsi);
+	if (!s->direct_ok)
+	{
+		lws_callback_on_writable(s->wsi);
+		return;
+	}
+	if (s->is_dirty)
+		return;
+	srv = server_of(s->wsi);
+	s->is_dirty = true;
+	s->dirty_prev = NULL;
+	s->dirty_next = srv->dirty;
+	if (srv->dirty)
+		srv->dirty->dirty_prev = s;
+	srv->dirty = s;
 }
 
 static void
@@ -301,6 +340,7 @@ establish(ws_server *srv, session *s, struct lws *wsi)
 	s->pending_dataset = NULL;
 	if (!s->client)
 		session_request_close(s, 1011, "out of memory");
+	s->direct_ok = true;
 }
 
 /*
@@ -471,6 +511,8 @@ maybe_finish_shutdown(ws_server *srv)
 static void
 closed(ws_server *srv, session *s)
 {
+	dirty_remove(srv, s);
+	s->direct_ok = false;
 	if (s->counted)
 	{
 		if (s->prev)
@@ -647,6 +689,43 @@ can_listen(const char *host, int port)
 }
 
 /*
+ * End of a loop iteration: write the queues that filled during it, every
+ * event dispatched in the iteration batched into one send per session.
+ * This skips lws's POLLOUT round trip (two epoll_ctl calls per message) in
+ * the common case of a socket with room.  A session whose last write lws
+ * had to buffer, or whose queue is longer than one batch, is left to the
+ * WRITEABLE callback, so what lws buffers stays bounded by one batch and a
+ * slow client's backlog stays in its bounded queue.
+ */
+static void
+flush_dirty(uv_check_t *check)
+{
+	ws_server *srv = check->data;
+	bool killed = false;
+
+	while (srv->dirty)
+	{
+		session *s = srv->dirty;
+		outq *q;
+
+		dirty_remove(srv, s);
+		if (s->close_code || !s->client)
+			continue;
+		q = hub_client_queue(s->client);
+		if (!lws_partial_buffered(s->wsi) && write_queue(s->wsi, q) != 0)
+		{
+			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			killed = true;
+			continue;
+		}
+		if (outq_count(q) > 0)
+			lws_callback_on_writable(s->wsi);
+	}
+	if (killed)
+		lws_cancel_service(srv->context);
+}
+
+/*
  * Once a second: ping every session silent for ping_interval (once per
  * interval), and drop those silent for ping_interval + ping_timeout.  A
  * dropped session is closed by lws like any other, so the hub broadcasts
@@ -746,6 +825,9 @@ ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 	uv_timer_init(loop, &srv->keepalive_timer);
 	srv->keepalive_timer.data = srv;
 	uv_timer_start(&srv->keepalive_timer, keepalive_sweep, 1000, 1000);
+	uv_check_init(loop, &srv->flush_check);
+	srv->flush_check.data = srv;
+	uv_check_start(&srv->flush_check, flush_dirty);
 	return srv;
 }
 
@@ -784,6 +866,8 @@ ws_server_stop(ws_server *srv)
 	uv_close((uv_handle_t *) &srv->shutdown_timer, NULL);
 	uv_timer_stop(&srv->keepalive_timer);
 	uv_close((uv_handle_t *) &srv->keepalive_timer, NULL);
+	uv_check_stop(&srv->flush_check);
+	uv_close((uv_handle_t *) &srv->flush_check, NULL);
 }
 
 void

@@ -88,6 +88,48 @@ def test_sigterm_closes_clients_1001_and_exits_0(relay, pg):
     assert relay.proc.wait(10) == 0
 
 
+def test_sighup_keeps_the_relay_running(relay):
+    async def body():
+        a = await WsClient.connect(relay.port, make_token("a"))
+        relay.signal(signal.SIGHUP)
+        await a.roundtrip()
+        status, _ = relay.healthz()
+        assert status == 200
+        await a.close()
+    run(body())
+
+
+def test_port_in_use_exits_1_with_one_clear_line(pg):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    try:
+        r = run_relay(relay_argv(s.getsockname()[1], pg)[1:])
+    finally:
+        s.close()
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "Address already in use" in r.stderr, r.stderr
+
+
+def test_max_connections_refuses_with_1013(relay_factory):
+    relay = relay_factory("--max-connections", "2")
+
+    async def body():
+        a = await WsClient.connect(relay.port, make_token("a"))
+        b = await WsClient.connect(relay.port, make_token("b"))
+        c = await WsClient.open(relay.port, make_token("c"))
+        code, reason, msgs = await c.expect_close(5)
+        assert (code, reason, msgs) == (1013, "too many connections", [])
+        await a.close()
+        # a slot freed is a slot usable again
+        d = await WsClient.connect(relay.port, make_token("d"))
+        await d.roundtrip()
+        for x in (b, d):
+            await x.close()
+    run(body())
+
+
 @pytest.mark.parametrize("level", ["info", "debug"])
 def test_token_and_secret_never_logged(relay_factory, pg, level):
     relay = relay_factory("--log-level", level)

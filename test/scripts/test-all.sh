@@ -76,6 +76,19 @@ groq_conformance()
 	fi
 }
 
+# The same suite against the relay built with AddressSanitizer and UBSan:
+# an error aborts the relay and a leak at exit makes its status non-zero,
+# which fails the test that stopped it.  A small quarantine keeps the
+# slow-consumer test's memory bound meaningful.
+integration_asan()
+{
+	make -s -C relay VARIANT=asan build/asan/cellcms-relay &&
+		CELLCMS_RELAY_BIN=$repo/relay/build/asan/cellcms-relay \
+			ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=8 \
+			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+			test/integration/run.sh
+}
+
 client_sdk()
 {
 	(cd client && npm ci --no-audit --no-fund --loglevel=error && npm test)
@@ -92,7 +105,9 @@ suite "relay unit tests (ASan/UBSan)" make -s -C relay check-asan
 suite "relay unit tests (valgrind)" make -s -C relay check-valgrind
 suite "relay: pg_listener against PostgreSQL" test/listener/run.sh
 suite "relay: integration (PostgreSQL + relay + WebSocket clients)" test/integration/run.sh
+suite "relay: integration against the ASan/UBSan build" integration_asan
 suite "client SDK (node --test, unit + against the relay)" client_sdk
+suite "benchmark smoke (every event and connection arrives)" test/bench/relay/run.sh --smoke
 suite "GROQ conformance: core (0 failures)" groq_conformance core 0
 # groq-js, Sanity's own implementation, fails 12 of the phase2 cases; the bar
 # is to fail fewer.  README.md lists and explains what still fails.
