@@ -540,6 +540,22 @@ groq_equal(const groq_value *a, const groq_value *b)
 	return groq_compare(a, b) == 0;
 }
 
+bool
+groq_array_contains(const groq_value *arr, const groq_value *x)
+{
+	size_t len = groq_array_len(arr);
+
+	for (size_t i = 0; i < len; i++)
+	{
+		groq_value e;
+
+		groq_array_at(arr, i, &e);
+		if (groq_equal(x, &e))
+			return true;
+	}
+	return false;
+}
+
 int
 groq_eval_abort(groq_eval *ev, const groq_node *n, const char *what)
 {
@@ -1024,18 +1040,7 @@ eval_in(groq_eval *ev, const groq_node *n, const groq_value *self,
 
 		if (take_steps(ev, n, len) < 0)
 			return -1;
-		for (size_t i = 0; i < len; i++)
-		{
-			groq_value e;
-
-			groq_array_at(&r, i, &e);
-			if (groq_equal(&l, &e))
-			{
-				set_bool(out, true);
-				return 0;
-			}
-		}
-		set_bool(out, false);
+		set_bool(out, groq_array_contains(&r, &l));
 		return 0;
 	}
 	if (r.t == V_PATH)

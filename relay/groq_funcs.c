@@ -646,16 +646,10 @@ groq_call(groq_eval *ev, const groq_node *n, const groq_value *self,
 				if (steps(ev, n, lb + 1) < 0)
 					return -1;
 				groq_array_at(&a, i, &x);
-				for (size_t k = 0; k < lb; k++)
+				if (groq_array_contains(&b, &x))
 				{
-					groq_value y;
-
-					groq_array_at(&b, k, &y);
-					if (groq_equal(&x, &y))
-					{
-						set_bool(out, true);
-						return 0;
-					}
+					set_bool(out, true);
+					return 0;
 				}
 			}
 			set_bool(out, false);

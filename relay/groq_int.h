@@ -287,6 +287,8 @@ size_t groq_array_len(const groq_value *v);
 void groq_array_at(const groq_value *v, size_t i, groq_value *out);
 /* Equal() of the spec. */
 bool groq_equal(const groq_value *a, const groq_value *b);
+/* Some element of the array arr is Equal() to x. */
+bool groq_array_contains(const groq_value *arr, const groq_value *x);
 /* PartialCompare(): -1, 0, 1, or 2 when incomparable. */
 int groq_compare(const groq_value *a, const groq_value *b);
 /* Binary arithmetic on already evaluated operands. */

@@ -120,9 +120,9 @@ bool hub_needs_document(const hub *h, const rt_event *ev);
 
 /*
  * Deliver one change: a `mutation` per matching subscription (encoded once
- * per query text, shared by every client of that subscription) and a
- * `document.updated` to every client present on the document.  ev is
- * borrowed; ev->document may be NULL.
+ * per matching group of subs, i.e. per (query text, params), and shared by
+ * every client in it) and a `document.updated` to every client present on
+ * the document.  ev is borrowed; ev->document may be NULL.
  */
 void hub_dispatch(hub *h, const rt_event *ev);
 

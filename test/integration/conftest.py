@@ -36,15 +36,7 @@ RS256_FLAGS = ["--jwt-alg", "RS256",
 ES256_FLAGS = ["--jwt-alg", "ES256",
                "--jwt-public-key", str(KEYS / "auth_es256_public.pem")]
 
-DOCUMENTS_DDL = """
-CREATE TABLE documents (
-  id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  dataset      text NOT NULL DEFAULT 'production',
-  type         text NOT NULL,
-  data         jsonb NOT NULL DEFAULT '{}',
-  published_at timestamptz
-);
-SELECT cellcms_rt.watch('documents');
+DOCUMENTS_DDL = (REPO / "test" / "scripts" / "sample.sql").read_text() + """
 -- a role of the relay's own, so a test can lock the relay out (NOLOGIN)
 -- while it keeps committing changes itself
 CREATE ROLE relay_it SUPERUSER LOGIN;
@@ -151,7 +143,6 @@ def pg():
         cluster.sql("CREATE DATABASE cellcms", db="postgres")
         conn = cluster.connect()
         with conn.cursor() as cur:
-            cur.execute("CREATE EXTENSION cellcms_rt")
             cur.execute(DOCUMENTS_DDL)
         conn.close()
         yield cluster

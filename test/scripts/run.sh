@@ -27,17 +27,7 @@ trap 'exit 0' INT TERM
 
 pgcluster_start "$dir" "${CELLCMS_PGPORT:-}"
 psql -q -v ON_ERROR_STOP=1 -d postgres -c 'CREATE DATABASE cellcms'
-psql -q -v ON_ERROR_STOP=1 -d cellcms >/dev/null <<'SQL'
-CREATE EXTENSION cellcms_rt;
-CREATE TABLE documents (
-  id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  dataset      text NOT NULL DEFAULT 'production',
-  type         text NOT NULL,
-  data         jsonb NOT NULL DEFAULT '{}',
-  published_at timestamptz
-);
-SELECT cellcms_rt.watch('documents');
-SQL
+psql -q -v ON_ERROR_STOP=1 -d cellcms -f test/scripts/sample.sql >/dev/null
 
 
 # The relay: port 8080 unless taken (or CELLCMS_RELAY_PORT says otherwise).

@@ -108,16 +108,7 @@ export class Harness {
     )
     await run(...this.#asPostgres(path.join(bindir, 'pg_ctl'), ['-D', data, '-l', path.join(this.dir, 'postgres.log'), '-w', '-t', '60', 'start']))
     await this.sql('CREATE DATABASE cellcms', 'postgres')
-    await this.sql(`
-      CREATE EXTENSION cellcms_rt;
-      CREATE TABLE documents (
-        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        dataset text NOT NULL DEFAULT 'production',
-        type text NOT NULL,
-        data jsonb NOT NULL DEFAULT '{}',
-        published_at timestamptz
-      );
-      SELECT cellcms_rt.watch('documents');`)
+    await this.sql(fs.readFileSync(path.join(repo, 'test', 'scripts', 'sample.sql'), 'utf8'))
     this.port = await freePort()
     await this.startRelay()
   }

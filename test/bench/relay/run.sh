@@ -85,16 +85,7 @@ pgcluster_start "$work" >/dev/null
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
 psql_ -d postgres -c "ALTER SYSTEM SET synchronous_commit = off" \
 	-c "SELECT pg_reload_conf()" -c "CREATE DATABASE cellcms" >/dev/null
-psql_ -d cellcms >/dev/null <<'SQL'
-CREATE EXTENSION cellcms_rt;
-CREATE TABLE documents (
-	id				uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-	dataset			text NOT NULL DEFAULT 'production',
-	type			text NOT NULL,
-	data			jsonb NOT NULL DEFAULT '{}',
-	published_at	timestamptz);
-SELECT cellcms_rt.watch('documents');
-SQL
+psql_ -d cellcms -f "$root/test/scripts/sample.sql" >/dev/null
 db_url=$(pgcluster_url cellcms)
 relay_port=$(free_port)
 
