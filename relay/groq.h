@@ -100,6 +100,19 @@ bool groq_filter_reads_only(const groq_filter *f, const char *const *attrs,
  */
 const char *groq_filter_type_key(const groq_filter *f);
 
+/*
+ * A conjunct `ATTR == "S"` or `ATTR == $P` of the filter's top-level &&
+ * chain (either operand order), ATTR a top-level attribute other than
+ * _type: the first such.  No document can match unless its ATTR is the
+ * string S (or the value of $P, when that is a string), so the relay can
+ * index subscriptions by it (`_id == $id` being the usual case).  Returns
+ * false when there is none; otherwise *attr and exactly one of *literal and
+ * *param (the parameter's name without `$`) are set, the other NULL; all
+ * owned by the filter.
+ */
+bool groq_filter_eq_key(const groq_filter *f, const char **attr,
+						const char **literal, const char **param);
+
 /* The query text the filter was compiled from (NUL-terminated copy). */
 const char *groq_filter_text(const groq_filter *f);
 

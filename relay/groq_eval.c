@@ -224,6 +224,16 @@ groq_filter_type_key(const groq_filter *f)
 	return f->type_key;
 }
 
+bool
+groq_filter_eq_key(const groq_filter *f, const char **attr,
+				   const char **literal, const char **param)
+{
+	*attr = f->eq_attr;
+	*literal = f->eq_literal;
+	*param = f->eq_param;
+	return f->eq_attr != NULL;
+}
+
 const char *
 groq_filter_text(const groq_filter *f)
 {

@@ -133,6 +133,9 @@ struct groq_filter
 	groq_node *root; /* the FILTER of *[FILTER] */
 	char *text;
 	const char *type_key;
+	const char *eq_attr; /* groq_filter_eq_key(); NULL when none */
+	const char *eq_literal;
+	const char *eq_param;
 	size_t nparams;
 	const char **param_names; /* NUL-terminated, distinct */
 	uint32_t *param_pos;	  /* where each is first used */
@@ -206,7 +209,8 @@ groq_token *groq_lex(const char *text, size_t len, groq_arena *arena,
 
 /* ---- parser ---- */
 
-/* Fills f->root, f->type_key, f->param_names; false with err set. */
+/* Fills f->root, f->type_key, f->eq_*, f->param_names; false with err
+ * set. */
 bool groq_parse(groq_filter *f, const char *text, size_t len, groq_error *err);
 
 /* ---- values ---- */

@@ -1129,6 +1129,70 @@ find_type_key(const groq_node *n)
 	return NULL;
 }
 
+/* A copy of s[0..len) with a NUL, in the filter's arena. */
+static const char *
+arena_strndup(groq_arena *a, const char *s, size_t len)
+{
+	char *d = groq_arena_alloc(a, len + 1);
+
+	if (d)
+	{
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+/* attr is a plain top-level attribute other than _type, without NULs. */
+static bool
+is_key_attr(const groq_node *n)
+{
+	return n->op == N_ATTR && (!n->a || n->a->op == N_THIS) &&
+		   !is_this_attr(n, "_type") && !memchr(n->u.str.s, '\0', n->u.str.len);
+}
+
+static bool
+is_key_value(const groq_node *n)
+{
+	return (n->op == N_STR || n->op == N_PARAM) &&
+		   !memchr(n->u.str.s, '\0', n->u.str.len);
+}
+
+/*
+ * The first conjunct ATTR == "S" / ATTR == $P of the && chain at n (see
+ * groq_filter_eq_key()).  False when none, or when out of memory (the
+ * filter then simply has no key).
+ */
+static bool
+find_eq_key(groq_filter *f, const groq_node *n)
+{
+	const groq_node *attr, *value;
+
+	if (n->op == N_AND)
+		return find_eq_key(f, n->a) || find_eq_key(f, n->b);
+	if (n->op != N_EQ)
+		return false;
+	if (is_key_attr(n->a) && is_key_value(n->b))
+		attr = n->a, value = n->b;
+	else if (is_key_attr(n->b) && is_key_value(n->a))
+		attr = n->b, value = n->a;
+	else
+		return false;
+	f->eq_attr = arena_strndup(&f->arena, attr->u.str.s, attr->u.str.len);
+	if (value->op == N_STR)
+		f->eq_literal =
+			arena_strndup(&f->arena, value->u.str.s, value->u.str.len);
+	else
+		f->eq_param =
+			arena_strndup(&f->arena, value->u.str.s, value->u.str.len);
+	if (!f->eq_attr || !(f->eq_literal || f->eq_param))
+	{
+		f->eq_attr = f->eq_literal = f->eq_param = NULL;
+		return false;
+	}
+	return true;
+}
+
 static bool
 parse_query(parser *p)
 {
@@ -1218,6 +1282,7 @@ groq_parse(groq_filter *f, const char *text, size_t len, groq_error *err)
 	if (!parse_query(&p))
 		goto out;
 	f->type_key = find_type_key(f->root);
+	find_eq_key(f, f->root);
 	f->nparams = p.nparams;
 	f->param_names =
 		groq_arena_alloc(&f->arena, sizeof(char *) * (p.nparams + 1));

@@ -18,6 +18,11 @@
  * order, unless D holds it).  Otherwise it is delivered and added to D.  A
  * catch-up interrupted by the loss of the query connection resumes with the
  * same F, F' and catchup_after, so nothing it already delivered comes twice.
+ *
+ * After a re-LISTEN, notifications are held (the LISTEN socket is not read)
+ * until an advance whose F' was taken after the LISTEN has delivered what
+ * was missed: a change committed after the reconnection must not overtake
+ * the changes committed during the outage.
  */
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -118,7 +123,11 @@ struct pg_listener
 	snapshot next; /* F' while ADV_CATCHUP */
 	char *next_text;
 	int64_t catchup_after;
-	unsigned page_limit; /* LIMIT of the page in flight, reserved in FIFO */
+	unsigned snapshot_gen; /* snapshots sent so far */
+	unsigned next_gen;	   /* the one F' comes from */
+	bool hold_notifies;	   /* after a re-LISTEN, see above */
+	unsigned hold_gen;	   /* the first snapshot that may end the hold */
+	unsigned page_limit;   /* LIMIT of the page in flight, reserved in FIFO */
 	bool prune_wanted;
 
 	pending *fifo; /* ring of cfg.max_pending_events */
@@ -508,7 +517,7 @@ conn_update_poll(pgconn *c)
 	/* a blocked LISTEN connection is not read: notifications stay in the
 	 * server's queue (backpressure) instead of libpq's memory */
 	if (!c->is_listen || c->state == CS_SETUP ||
-		(l->have_frontier && fifo_room(l) > 0 &&
+		(l->have_frontier && !l->hold_notifies && fifo_room(l) > 0 &&
 		 dset_count(&l->unconfirmed) < l->unconfirmed.max))
 		events |= UV_READABLE;
 	f = PQflush(c->conn);
@@ -649,6 +658,7 @@ send_snapshot(pg_listener *l)
 {
 	l->advance_wanted = false;
 	l->adv = ADV_SNAPSHOT;
+	l->snapshot_gen++;
 	send_query(&l->query, OP_SNAPSHOT, snapshot_sql, 0, NULL);
 }
 
@@ -775,6 +785,7 @@ snapshot_done(pg_listener *l, PGresult *r)
 	{
 		l->next = s;
 		l->next_text = text;
+		l->next_gen = l->snapshot_gen;
 		l->catchup_after = 0;
 		l->adv = ADV_CATCHUP;
 	}
@@ -792,6 +803,8 @@ advance_done(pg_listener *l)
 	l->next_text = NULL;
 	dset_remove_visible(&l->unconfirmed, &l->frontier);
 	l->adv = ADV_IDLE;
+	if (l->hold_notifies && l->next_gen >= l->hold_gen)
+		l->hold_notifies = false;
 }
 
 /* A page of the catch-up: rows D does not hold are delivered. */
@@ -959,8 +972,14 @@ op_done(pgconn *c, query_op op, PGresult *r)
 			if (c->ever_ready)
 				l->stats.reconnects++;
 			c->ever_ready = true;
-			/* NOTIFYs were lost while not listening: catch up from F */
+			/* NOTIFYs were lost while not listening: catch up from F, and
+			 * hold the new ones until that catch-up is delivered */
 			l->advance_wanted = true;
+			if (l->have_frontier)
+			{
+				l->hold_notifies = true;
+				l->hold_gen = l->snapshot_gen + 1;
+			}
 			report(l, "LISTEN connection to %s port %s established",
 				   str_or(PQhost(c->conn), "?"), str_or(PQport(c->conn), "?"));
 			report_if_ready(l);
@@ -1065,7 +1084,7 @@ listen_drain(pg_listener *l)
 
 	if (c->state != CS_READY)
 		return;
-	while (l->have_frontier && fifo_room(l) > 0 &&
+	while (l->have_frontier && !l->hold_notifies && fifo_room(l) > 0 &&
 		   dset_count(&l->unconfirmed) < l->unconfirmed.max && !l->stopping)
 	{
 		PGnotify *n = PQnotifies(c->conn);

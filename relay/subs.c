@@ -1,11 +1,17 @@
 /*
  * subs: subscription registry, see subs.h.
  *
- * Five intrusive hash tables (htab.h):
+ * Six intrusive hash tables (htab.h):
  *   filters   query text -> compiled filter, shared by every group of that
  *             text (users counts the groups; the last one frees it);
- *   datasets  name -> its scan list of unindexed groups;
- *   types     (dataset, type) -> the groups whose filter has that type key;
+ *   datasets  name -> its scan list of unindexed groups and the
+ *             attributes its buckets index;
+ *   types     (dataset, attribute, value) -> a bucket: the groups whose
+ *             filter can only match documents with that value (an
+ *             equality key, groq_filter_eq_key(), such as `_id == $id`,
+ *             else the type key `_type == "post"`);
+ *   needs     (dataset, type) -> how many groups of that type key need the
+ *             document while indexed by another attribute;
  *   groups    (dataset, filter, canonical params) -> the connections;
  *   conns     handle -> the connection's subscriptions.
  * A subscription record links one connection to one group: it sits on its
@@ -42,22 +48,48 @@ typedef struct glist
 	sgroup *first, *last;
 } glist;
 
+/* An attribute that buckets of a dataset index (few per dataset). */
+typedef struct skeyattr
+{
+	struct skeyattr *next; /* the dataset's, in creation order */
+	size_t nbuckets;
+	char name[];
+} skeyattr;
+
 typedef struct sdataset
 {
 	hnode hn;			   /* must be first; s->datasets */
-	glist scan;			   /* groups without a type key */
+	glist scan;			   /* groups without a key */
 	size_t scan_needs_doc; /* of which reading more than _id/_type */
-	size_t ngroups;		   /* every group of the dataset */
+	skeyattr *keyattrs;
+	size_t keyed_needs_doc; /* groups reading more than _id/_type in
+							 * buckets of attributes other than _type,
+							 * whose filter has no type key */
+	size_t ngroups;			/* every group of the dataset */
 	char name[];
 } sdataset;
+
+/*
+ * Per (dataset, type): groups of that type key reading more than _id/_type
+ * that sit in buckets of other attributes (`_type == "post" && slug ==
+ * $s`), so that subs_needs_document() stays per type for them.
+ */
+typedef struct sneed
+{
+	hnode hn; /* must be first; s->needs */
+	sdataset *ds;
+	size_t n;
+	char type[];
+} sneed;
 
 typedef struct stype
 {
 	hnode hn; /* must be first; s->types */
 	sdataset *ds;
+	skeyattr *attr;
 	glist groups;
 	size_t needs_doc;
-	char name[];
+	char name[]; /* the attribute's value */
 } stype;
 
 struct sgroup
@@ -66,6 +98,7 @@ struct sgroup
 	sdataset *ds;
 	stype *type; /* NULL: on ds->scan */
 	sfilter *filter;
+	sneed *need;		 /* counted there, or NULL */
 	sgroup *prev, *next; /* type's or scan list */
 	json_t *params;		 /* owned; NULL means {} */
 	void **conns;		 /* conns[0..n): the handles given to on_match */
@@ -91,7 +124,7 @@ struct ssub
 
 struct subs
 {
-	htab filters, datasets, types, groups, conns;
+	htab filters, datasets, types, needs, groups, conns;
 	groq_limits limits;
 	size_t max_per_conn;
 	uint8_t key[16];
@@ -135,25 +168,72 @@ dataset_find(const subs *s, const char *name)
 	return NULL;
 }
 
-static uint64_t
-type_hash(const subs *s, const sdataset *ds, const char *name)
+static skeyattr *
+keyattr_find(const sdataset *ds, const char *name)
 {
-	return htab_siphash(s->key, name, strlen(name)) ^ htab_ptrhash(ds);
+	for (skeyattr *a = ds->keyattrs; a; a = a->next)
+		if (!strcmp(a->name, name))
+			return a;
+	return NULL;
+}
+
+/* An attribute belongs to one dataset: its address keys the bucket. */
+static uint64_t
+type_hash(const subs *s, const skeyattr *attr, const char *value)
+{
+	return htab_siphash(s->key, value, strlen(value)) ^ htab_ptrhash(attr);
 }
 
 static stype *
-type_find(const subs *s, const sdataset *ds, const char *name)
+type_find(const subs *s, const skeyattr *attr, const char *value)
 {
-	uint64_t hash = type_hash(s, ds, name);
+	uint64_t hash = type_hash(s, attr, value);
 
 	for (hnode *e = htab_first(&s->types, hash); e; e = e->next)
 	{
 		stype *t = (stype *) e;
 
-		if (e->hash == hash && t->ds == ds && !strcmp(t->name, name))
+		if (e->hash == hash && t->attr == attr && !strcmp(t->name, value))
 			return t;
 	}
 	return NULL;
+}
+
+/* The bucket of dataset ds for attribute `attr` equal to value, if any. */
+static stype *
+bucket_find(const subs *s, const sdataset *ds, const char *attr,
+			const char *value)
+{
+	const skeyattr *a = keyattr_find(ds, attr);
+
+	return a ? type_find(s, a, value) : NULL;
+}
+
+static uint64_t
+need_hash(const subs *s, const sdataset *ds, const char *type)
+{
+	return htab_siphash(s->key, type, strlen(type)) ^ htab_ptrhash(ds);
+}
+
+static sneed *
+need_find(const subs *s, const sdataset *ds, const char *type)
+{
+	uint64_t hash = need_hash(s, ds, type);
+
+	for (hnode *e = htab_first(&s->needs, hash); e; e = e->next)
+	{
+		sneed *n = (sneed *) e;
+
+		if (e->hash == hash && n->ds == ds && !strcmp(n->type, type))
+			return n;
+	}
+	return NULL;
+}
+
+static bool
+is_type_attr(const skeyattr *a)
+{
+	return !strcmp(a->name, "_type");
 }
 
 static uint64_t
@@ -290,10 +370,31 @@ group_destroy(subs *s, sgroup *g)
 	{
 		glist_remove(&t->groups, g);
 		t->needs_doc -= fe->needs_doc;
+		if (g->need)
+		{
+			if (--g->need->n == 0)
+			{
+				htab_remove(&s->needs, &g->need->hn);
+				free(g->need);
+			}
+		}
+		else if (!is_type_attr(t->attr))
+			ds->keyed_needs_doc -= fe->needs_doc;
 		if (!t->groups.first)
 		{
+			skeyattr *a = t->attr;
+
 			htab_remove(&s->types, &t->hn);
 			free(t);
+			if (--a->nbuckets == 0)
+			{
+				skeyattr **pp = &ds->keyattrs;
+
+				while (*pp != a)
+					pp = &(*pp)->next;
+				*pp = a->next;
+				free(a);
+			}
 		}
 	}
 	else
@@ -362,8 +463,8 @@ subs_new(const groq_limits *limits, size_t max_per_conn, const uint8_t seed[16])
 	if (!s)
 		return NULL;
 	if (htab_init(&s->filters) < 0 || htab_init(&s->datasets) < 0 ||
-		htab_init(&s->types) < 0 || htab_init(&s->groups) < 0 ||
-		htab_init(&s->conns) < 0)
+		htab_init(&s->types) < 0 || htab_init(&s->needs) < 0 ||
+		htab_init(&s->groups) < 0 || htab_init(&s->conns) < 0)
 		goto err;
 	s->limits = limits ? *limits : groq_limits_default();
 	s->max_per_conn = max_per_conn ? max_per_conn : SUBS_DEFAULT_MAX_PER_CONN;
@@ -374,6 +475,7 @@ err:
 	htab_free(&s->filters);
 	htab_free(&s->datasets);
 	htab_free(&s->types);
+	htab_free(&s->needs);
 	htab_free(&s->groups);
 	htab_free(&s->conns);
 	free(s);
@@ -430,6 +532,20 @@ free_plain(hnode *e)
 	free(e);
 }
 
+static void
+free_dataset(hnode *e)
+{
+	sdataset *ds = (sdataset *) e;
+	skeyattr *a, *next;
+
+	for (a = ds->keyattrs; a; a = next)
+	{
+		next = a->next;
+		free(a);
+	}
+	free(ds);
+}
+
 void
 subs_free(subs *s)
 {
@@ -438,7 +554,8 @@ subs_free(subs *s)
 	htab_drain(&s->conns, free_conn);
 	htab_drain(&s->groups, free_group);
 	htab_drain(&s->types, free_plain);
-	htab_drain(&s->datasets, free_plain);
+	htab_drain(&s->needs, free_plain);
+	htab_drain(&s->datasets, free_dataset);
 	htab_drain(&s->filters, free_filter);
 	free(s);
 }
@@ -490,6 +607,38 @@ named_new(size_t size, size_t name_off, const char *name)
 #define NAMED_NEW(type, member, name)                                          \
 	((type *) named_new(sizeof(type), offsetof(type, member), (name)))
 
+/*
+ * The bucket a new group of filter f with these params goes to: its
+ * equality key when the value is a string (the most selective: `_id ==
+ * $id` has one document), else its type key, else none (*attr NULL: the
+ * dataset's scan list).  Strings borrowed from f and params.
+ */
+static void
+choose_key(const groq_filter *f, json_t *params, const char **attr,
+		   const char **value)
+{
+	const char *literal, *param;
+	json_t *v;
+
+	*attr = *value = NULL;
+	if (groq_filter_eq_key(f, attr, &literal, &param))
+	{
+		if (literal)
+		{
+			*value = literal;
+			return;
+		}
+		v = params ? json_object_get(params, param) : NULL;
+		if (json_is_string(v))
+		{
+			*value = json_string_value(v);
+			return;
+		}
+	}
+	*value = groq_filter_type_key(f);
+	*attr = *value ? "_type" : NULL;
+}
+
 subs_status
 subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 			   size_t query_len, json_t *params, groq_error *err)
@@ -503,12 +652,14 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 	sfilter *new_fe = NULL;
 	sdataset *ds, *new_ds = NULL;
 	stype *t = NULL, *new_t = NULL;
+	skeyattr *ka = NULL, *new_ka = NULL;
+	sneed *need = NULL, *new_need = NULL;
+	const char *key_attr = NULL, *key_value = NULL, *type_key;
 	sgroup *g, *new_g = NULL;
 	sconn *new_c = NULL;
 	ssub *new_sub = NULL;
 	char *dumped = NULL;
 	const char *ptext = "";
-	const char *type_key;
 	subs_status st = SUBS_NOMEM;
 
 	if (!err)
@@ -554,16 +705,36 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 	}
 	if (!g)
 	{
-		type_key = groq_filter_type_key(fe->f);
-		if (type_key)
+		choose_key(fe->f, params, &key_attr, &key_value);
+		if (key_attr)
 		{
-			t = new_ds ? NULL : type_find(s, ds, type_key);
+			ka = new_ds ? NULL : keyattr_find(ds, key_attr);
+			if (!ka)
+			{
+				ka = new_ka = NAMED_NEW(skeyattr, name, key_attr);
+				if (!ka)
+					goto out;
+			}
+			t = new_ka ? NULL : type_find(s, ka, key_value);
 			if (!t)
 			{
-				t = new_t = NAMED_NEW(stype, name, type_key);
+				t = new_t = NAMED_NEW(stype, name, key_value);
 				if (!t)
 					goto out;
 				t->ds = ds;
+				t->attr = ka;
+			}
+			type_key = groq_filter_type_key(fe->f);
+			if (fe->needs_doc && strcmp(key_attr, "_type") && type_key)
+			{
+				need = new_ds ? NULL : need_find(s, ds, type_key);
+				if (!need)
+				{
+					need = new_need = NAMED_NEW(sneed, type, type_key);
+					if (!need)
+						goto out;
+					need->ds = ds;
+				}
 			}
 		}
 		g = new_g = NAMED_NEW(sgroup, params_text, ptext);
@@ -572,6 +743,7 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 		g->ds = ds;
 		g->type = t;
 		g->filter = fe;
+		g->need = need;
 		/* a private copy: the caller's object belongs to its message */
 		if (dumped && !(g->params = json_deep_copy(params)))
 			goto out;
@@ -597,8 +769,19 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 		htab_insert(&s->filters, &new_fe->hn, fhash);
 	if (new_ds)
 		htab_insert(&s->datasets, &new_ds->hn, dataset_hash(s, dataset));
+	if (new_ka)
+	{
+		skeyattr **pp = &ds->keyattrs;
+
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = new_ka;
+	}
 	if (new_t)
-		htab_insert(&s->types, &new_t->hn, type_hash(s, ds, new_t->name));
+	{
+		htab_insert(&s->types, &new_t->hn, type_hash(s, ka, new_t->name));
+		ka->nbuckets++;
+	}
 	if (new_g)
 	{
 		htab_insert(&s->groups, &new_g->hn, group_hash(s, ds, fe, ptext));
@@ -606,6 +789,15 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 		{
 			glist_append(&t->groups, new_g);
 			t->needs_doc += fe->needs_doc;
+			if (need)
+			{
+				if (new_need)
+					htab_insert(&s->needs, &new_need->hn,
+								need_hash(s, ds, new_need->type));
+				need->n++;
+			}
+			else if (!is_type_attr(ka))
+				ds->keyed_needs_doc += fe->needs_doc;
 		}
 		else
 		{
@@ -639,6 +831,8 @@ out:
 	if (new_g)
 		group_free(new_g);
 	free(new_t);
+	free(new_ka);
+	free(new_need);
 	free(new_ds);
 	if (new_fe)
 		free_filter(&new_fe->hn);
@@ -713,10 +907,19 @@ subs_needs_document(const subs *s, const char *dataset,
 
 	if (!ds)
 		return false;
-	if (ds->scan_needs_doc)
+	/*
+	 * Buckets of other attributes cannot be told apart without the
+	 * document (whose value decides which one applies): any of them that
+	 * needs it asks for it.
+	 */
+	if (ds->scan_needs_doc || ds->keyed_needs_doc)
 		return true;
-	t = document_type ? type_find(s, ds, document_type) : NULL;
-	return t && t->needs_doc;
+	if (!document_type)
+		return false;
+	t = bucket_find(s, ds, "_type", document_type);
+	if (t && t->needs_doc)
+		return true;
+	return need_find(s, ds, document_type) != NULL;
 }
 
 typedef struct match_ctx
@@ -777,33 +980,52 @@ match_list(match_ctx *m, const sgroup *g)
 	}
 }
 
+/*
+ * The value of top-level attribute `attr` that the filters will see: from
+ * the document when there is one (so that the index never hides a group
+ * that evaluation would match), else from the event for _id and _type.
+ * NULL when it is not a string: no bucket can match then.
+ */
+static const char *
+key_value(const rt_event *ev, json_t *doc, const char *attr)
+{
+	if (doc)
+	{
+		json_t *v = json_object_get(doc, attr);
+
+		return json_is_string(v) ? json_string_value(v) : NULL;
+	}
+	if (!strcmp(attr, "_id"))
+		return ev->document_id;
+	if (!strcmp(attr, "_type"))
+		return ev->document_type;
+	return NULL;
+}
+
 size_t
 subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 		   void *arg)
 {
 	match_ctx m = {ev, doc, NULL, false, on_match, arg, 0};
 	const sdataset *ds = dataset_find(s, ev->dataset);
-	const char *type = ev->document_type;
-	const stype *t;
 
 	if (!ds)
 		return 0;
 	/* Cut id and type would match the wrong filters. */
 	if (!doc && ev->truncated)
 		return 0;
-	if (doc)
+	/*
+	 * One bucket per indexed attribute: the one of the document's value.
+	 * Every other bucket holds filters that are false for this document.
+	 */
+	for (const skeyattr *a = ds->keyattrs; a; a = a->next)
 	{
-		/*
-		 * Index by the type the filters will see, so that the index never
-		 * hides a group that evaluation would match.
-		 */
-		json_t *jt = json_object_get(doc, "_type");
+		const char *value = key_value(ev, doc, a->name);
+		const stype *t = value ? type_find(s, a, value) : NULL;
 
-		type = json_is_string(jt) ? json_string_value(jt) : NULL;
+		if (t)
+			match_list(&m, t->groups.first);
 	}
-	t = type ? type_find(s, ds, type) : NULL;
-	if (t)
-		match_list(&m, t->groups.first);
 	match_list(&m, ds->scan.first);
 	json_decref(m.built);
 	return m.evaluations;

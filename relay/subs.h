@@ -14,10 +14,13 @@
  *   - subscriptions with the same (dataset, query text, params) form one
  *     group, evaluated ONCE per event: 10,000 connections on
  *     `*[_type == "post"]` cost one evaluation;
- *   - per dataset, groups whose filter can only match one document type
- *     (groq_filter_type_key) are indexed by that type; an event looks up
- *     its type and never visits groups of other types.  The other groups
- *     ("scan" groups) are evaluated for every event of the dataset.
+ *   - per dataset, groups are indexed by the one value a document must have
+ *     to match: the filter's equality key (groq_filter_eq_key: `_id ==
+ *     $id`, `slug == "about"`; with a $param, when its value is a string),
+ *     else its type key (`_type == "post"`).  An event looks up, for each
+ *     indexed attribute of its dataset, the bucket of its own value and
+ *     never visits the others.  The remaining groups ("scan" groups) are
+ *     evaluated for every event of the dataset.
  *
  * Datasets never leak: a group belongs to one dataset and an event is only
  * matched against the groups of its own dataset.  The caller checks that a
@@ -123,9 +126,9 @@ size_t subs_conn_count(const subs *s, void *conn);
  * True when some group that could match an event of (dataset,
  * document_type) reads more of the document than `_id` and `_type`, i.e.
  * the event cannot be decided without the document image (the listener
- * then loads it from the change log).  document_type NULL: only the
- * dataset's scan groups are considered (indexed groups cannot match a
- * document without a type).  O(1).
+ * then loads it from the change log).  Groups indexed by an attribute
+ * other than `_type` count whatever their value (the event does not carry
+ * it).  document_type NULL: no `_type` bucket applies.  O(1).
  */
 bool subs_needs_document(const subs *s, const char *dataset,
 						 const char *document_type);
@@ -136,9 +139,10 @@ bool subs_needs_document(const subs *s, const char *dataset,
  * once.
  *
  * doc: the document image as GROQ sees it (borrowed), or NULL.  With a
- * document, the type index is looked up with the document's own `_type`
- * (what the filters evaluate), falling back to ev->document_type.  Without
- * one, a {"_id":…, "_type":…} object is built once from the event, and
+ * document, the index is looked up with the document's own values (what
+ * the filters evaluate).  Without one, `_id` and `_type` buckets are
+ * looked up with the event's id and type, a {"_id":…, "_type":…} object is
+ * built once from the event, and
  * groups that read more than those two attributes are skipped (cannot be
  * decided); if ev->truncated, the event's id and type were cut, so nothing
  * is matched.  An evaluation aborted by a limit (groq_match() == -1) counts

@@ -456,6 +456,60 @@ test_api(void)
 	json_decref(doc);
 }
 
+/* groq_filter_eq_key(): which conjunct the relay may index by. */
+static void
+check_eq_key(const char *query, const char *attr, const char *literal,
+			 const char *param)
+{
+	groq_error err;
+	groq_filter *f = groq_compile(query, strlen(query), NULL, &err);
+	const char *a = NULL, *l = NULL, *p = NULL;
+
+	CHECK_MSG(f != NULL, "%s: %s", query, f ? "" : err.message);
+	if (!f)
+		return;
+	if (!attr)
+		CHECK_MSG(!groq_filter_eq_key(f, &a, &l, &p), "%s: unexpected key %s",
+				  query, a ? a : "?");
+	else
+	{
+		CHECK_MSG(groq_filter_eq_key(f, &a, &l, &p), "%s: no key", query);
+		CHECK_STR(a, attr);
+		if (literal)
+			CHECK_STR(l, literal);
+		else
+			CHECK(l == NULL);
+		if (param)
+			CHECK_STR(p, param);
+		else
+			CHECK(p == NULL);
+	}
+	groq_filter_unref(f);
+}
+
+static void
+test_eq_key(void)
+{
+	check_eq_key("*[_id == $id]", "_id", NULL, "id");
+	check_eq_key("*[$id == _id]", "_id", NULL, "id");
+	check_eq_key("*[_id == \"a\"]", "_id", "a", NULL);
+	check_eq_key("*[_type == \"post\" && slug == $slug]", "slug", NULL, "slug");
+	check_eq_key("*[slot == 3 && _type == \"t\" && kind == \"k\"]", "kind", "k",
+				 NULL);
+	check_eq_key("*[(a == \"x\" && b == 1) && c > 2]", "a", "x", NULL);
+	/* not a key: _type (the type index), nested or non-string values,
+	 * disjunctions, negations, attributes of something else */
+	check_eq_key("*[_type == \"post\"]", NULL, NULL, NULL);
+	check_eq_key("*[slug.current == $s]", NULL, NULL, NULL);
+	check_eq_key("*[a == 1]", NULL, NULL, NULL);
+	check_eq_key("*[a == null]", NULL, NULL, NULL);
+	check_eq_key("*[a == \"x\" || b]", NULL, NULL, NULL);
+	check_eq_key("*[!(a == \"x\")]", NULL, NULL, NULL);
+	check_eq_key("*[a != \"x\"]", NULL, NULL, NULL);
+	check_eq_key("*[a == b]", NULL, NULL, NULL);
+	check_eq_key("*[tags[0] == \"x\"]", NULL, NULL, NULL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -465,5 +519,6 @@ main(int argc, char **argv)
 	test_limits();
 	test_comments();
 	test_api();
+	test_eq_key();
 	return unit_summary();
 }

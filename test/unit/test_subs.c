@@ -207,15 +207,16 @@ test_resubscribe_replaces_params(void)
 	/* same text again: params replaced, still one subscription */
 	CHECK_INT(sub(s, C(1), "production", q, "{\"slug\":\"b\"}"), SUBS_OK);
 	CHECK_INT(subs_conn_count(s, C(1)), 1);
+	/* groups are indexed by slug (the equality key): one evaluation */
 	CHECK_INT(match(s, &r, "production", "d", "post",
 					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"a\"}"),
-			  2);
+			  1);
 	c = rec_find(&r, q);
 	CHECK_INT(r.ncalls, 1);
 	CHECK(c && c->n == 1 && call_has(c, C(2)) && !call_has(c, C(1)));
 	CHECK_INT(match(s, &r, "production", "d", "post",
 					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"b\"}"),
-			  2);
+			  1);
 	c = rec_find(&r, q);
 	CHECK_INT(r.ncalls, 1);
 	CHECK(c && c->n == 1 && call_has(c, C(1)));
@@ -225,7 +226,7 @@ test_resubscribe_replaces_params(void)
 	CHECK_INT(subs_conn_count(s, C(1)), 1);
 	CHECK_INT(match(s, &r, "production", "d", "post",
 					"{\"_id\":\"d\",\"_type\":\"post\",\"slug\":\"b\"}"),
-			  2);
+			  1);
 	CHECK_INT(r.ncalls, 1);
 
 	/* moving the last member away frees the old group: one group left */
@@ -270,7 +271,7 @@ test_resubscribe_replaces_params(void)
 		json_decref(p);
 		CHECK_INT(match(s, &r, "production", "d", "post",
 						"{\"_type\":\"post\",\"slug\":\"z\"}"),
-				  4); /* 2 post groups + 2 scan groups */
+				  3); /* the slug "z" group + 2 scan groups */
 		c = rec_find(&r, q);
 		CHECK(c && c->n == 1 && call_has(c, C(7)));
 	}
@@ -412,12 +413,15 @@ test_type_index(void)
 	CHECK_INT(r.ncalls, 1);
 	CHECK(rec_find(&r, "*[_id == \"d9\"]") != NULL);
 
-	/* removing the indexed groups empties their type: back to no cost */
+	/*
+	 * removing the indexed groups empties their type: back to no cost (the
+	 * _id == "d9" group sits in the _id bucket of "d9", not visited here)
+	 */
 	for (int i = 0; i < 1000; i++)
 		subs_drop_connection(s, C(i));
 	CHECK_INT(match(s, &r, "production", "d", "b",
 					"{\"_id\":\"d\",\"_type\":\"b\",\"n\":517}"),
-			  3);
+			  2);
 	CHECK_INT(r.ncalls, 0);
 
 	rec_reset(&r);
@@ -687,6 +691,101 @@ test_invalid(void)
 	subs_free(s);
 }
 
+/*
+ * Equality keys: `_id == $id` per editor, `slug == $slug` per page.  A
+ * group sits in the bucket of its key's value and is evaluated only for
+ * documents with that value, however many others exist.
+ */
+static void
+test_equality_index(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+	const char *qid = "*[_id == $id]";
+	const char *qslug = "*[_type == \"page\" && slug == $slug]";
+	char params[64];
+	const call *c;
+
+	for (int i = 0; i < 1000; i++)
+	{
+		snprintf(params, sizeof(params), "{\"id\":\"doc-%d\"}", i);
+		CHECK_INT(sub(s, C(i), "production", qid, params), SUBS_OK);
+	}
+	/* _id keys are decided from the event: no document needed */
+	CHECK(!subs_needs_document(s, "production", "post"));
+	CHECK_INT(match(s, &r, "production", "doc-7", "post", NULL), 1);
+	c = rec_find(&r, qid);
+	CHECK(r.ncalls == 1 && c && c->n == 1 && call_has(c, C(7)));
+	CHECK_INT(match(s, &r, "production", "nobody", "post", NULL), 0);
+	CHECK_INT(r.ncalls, 0);
+
+	for (int i = 0; i < 1000; i++)
+	{
+		snprintf(params, sizeof(params), "{\"slug\":\"s%d\"}", i);
+		CHECK_INT(sub(s, C(i), "production", qslug, params), SUBS_OK);
+	}
+
+	/*
+	 * With the document, both keys apply: one _id bucket and one slug
+	 * bucket are visited.  A wrong type in the slug bucket is still false.
+	 */
+	CHECK_INT(match(s, &r, "production", "doc-3", "page",
+					"{\"_id\":\"doc-3\",\"_type\":\"page\","
+					"\"slug\":\"s3\"}"),
+			  2);
+	CHECK_INT(r.ncalls, 2);
+	c = rec_find(&r, qslug);
+	CHECK(c && c->n == 1 && call_has(c, C(3)));
+	CHECK_INT(match(s, &r, "production", "doc-x", "post",
+					"{\"_id\":\"doc-x\",\"_type\":\"post\","
+					"\"slug\":\"s3\"}"),
+			  1);
+	CHECK_INT(r.ncalls, 0);
+	/* a key attribute that is not a string visits no bucket */
+	CHECK_INT(match(s, &r, "production", "doc-x", "page",
+					"{\"_id\":\"doc-x\",\"_type\":\"page\",\"slug\":3}"),
+			  0);
+
+	/*
+	 * slug buckets need the document; their filters only match pages, so
+	 * only pages are loaded.  A keyed filter without a type key needs it
+	 * for every type.
+	 */
+	CHECK(subs_needs_document(s, "production", "page"));
+	CHECK(!subs_needs_document(s, "production", "post"));
+	CHECK(!subs_needs_document(s, "production", NULL));
+	CHECK_INT(sub(s, C(3000), "production", "*[slug == \"x\"]", NULL), SUBS_OK);
+	CHECK(subs_needs_document(s, "production", "post"));
+	subs_drop_connection(s, C(3000));
+	CHECK(!subs_needs_document(s, "production", "post"));
+	for (int i = 0; i < 1000; i++)
+		subs_unsubscribe(s, C(i), qslug, strlen(qslug));
+	CHECK(!subs_needs_document(s, "production", "page"));
+
+	/* a parameter that is not a string cannot key a bucket: scan list */
+	CHECK_INT(sub(s, C(2000), "production", qid, "{\"id\":5}"), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "doc-7", "post", NULL), 2);
+	c = rec_find(&r, qid);
+	CHECK(r.ncalls == 1 && c && c->n == 1 && call_has(c, C(7)));
+
+	/* a literal key, and re-subscribing moves between buckets */
+	CHECK_INT(sub(s, C(2001), "production", "*[_id == \"fixed\"]", NULL),
+			  SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "fixed", NULL, NULL), 2);
+	CHECK(rec_find(&r, "*[_id == \"fixed\"]") != NULL);
+	CHECK_INT(sub(s, C(7), "production", qid, "{\"id\":\"doc-8\"}"), SUBS_OK);
+	CHECK_INT(match(s, &r, "production", "doc-8", NULL, NULL), 2);
+	c = rec_find(&r, qid);
+	CHECK(c && c->n == 2 && call_has(c, C(7)) && call_has(c, C(8)));
+	CHECK_INT(match(s, &r, "production", "doc-7", NULL, NULL), 1);
+	CHECK_INT(r.ncalls, 0);
+
+	for (int i = 0; i < 2002; i++)
+		subs_drop_connection(s, C(i));
+	CHECK_INT(match(s, &r, "production", "doc-8", NULL, NULL), 0);
+	subs_free(s);
+}
+
 int
 main(void)
 {
@@ -695,6 +794,7 @@ main(void)
 	test_unsubscribe();
 	test_dataset_isolation();
 	test_type_index();
+	test_equality_index();
 	test_needs_document();
 	test_one_evaluation_per_group();
 	test_drop_connection();
