@@ -101,17 +101,32 @@ bool groq_filter_reads_only(const groq_filter *f, const char *const *attrs,
 const char *groq_filter_type_key(const groq_filter *f);
 
 /*
- * A conjunct `ATTR == "S"` or `ATTR == $P` of the filter's top-level &&
+ * A conjunct `ATTR == V` or `ATTR == $P` of the filter's top-level &&
  * chain (either operand order), ATTR a top-level attribute other than
- * _type: the first such.  No document can match unless its ATTR is the
- * string S (or the value of $P, when that is a string), so the relay can
- * index subscriptions by it (`_id == $id` being the usual case).  Returns
- * false when there is none; otherwise *attr and exactly one of *literal and
- * *param (the parameter's name without `$`) are set, the other NULL; all
- * owned by the filter.
+ * _type and V a string, number or boolean literal: the first such.  No
+ * document can match unless its ATTR equals V (or the value of $P), so the
+ * relay can index subscriptions by it (`_id == $id` being the usual case).
+ * Returns false when there is none; otherwise *attr and exactly one of *key
+ * (V's equality key text, see groq_eq_key_text()) and *param (the
+ * parameter's name without `$`) are set, the other NULL; all owned by the
+ * filter.
  */
 bool groq_filter_eq_key(const groq_filter *f, const char **attr,
-						const char **literal, const char **param);
+						const char **key, const char **param);
+
+/*
+ * The equality key text of a JSON string, number or boolean: two such
+ * values are equal in GROQ exactly when their key texts are equal (numbers
+ * by value: 3 and 3.0 share a key).  Writes it NUL-terminated into buf
+ * when it fits in cap bytes and returns its length (without the NUL), like
+ * snprintf: a result >= cap means "call again with a larger buffer".
+ * Returns 0 for any other value (null, arrays, objects): such a value
+ * equals no key.
+ */
+size_t groq_eq_key_text(json_t *v, char *buf, size_t cap);
+
+/* groq_eq_key_text() of the string s[0..len), without building a json_t. */
+size_t groq_eq_key_string(const char *s, size_t len, char *buf, size_t cap);
 
 /* The query text the filter was compiled from (NUL-terminated copy). */
 const char *groq_filter_text(const groq_filter *f);

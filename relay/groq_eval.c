@@ -225,13 +225,72 @@ groq_filter_type_key(const groq_filter *f)
 }
 
 bool
-groq_filter_eq_key(const groq_filter *f, const char **attr,
-				   const char **literal, const char **param)
+groq_filter_eq_key(const groq_filter *f, const char **attr, const char **key,
+				   const char **param)
 {
 	*attr = f->eq_attr;
-	*literal = f->eq_literal;
+	*key = f->eq_key;
 	*param = f->eq_param;
 	return f->eq_attr != NULL;
+}
+
+size_t
+groq_eq_key_format(char tag, const char *body, size_t len, char *buf,
+				   size_t cap)
+{
+	if (len + 2 <= cap)
+	{
+		buf[0] = tag;
+		memcpy(buf + 1, body, len);
+		buf[len + 1] = '\0';
+	}
+	return len + 1;
+}
+
+size_t
+groq_eq_key_number(double d, char *buf, size_t cap)
+{
+	/* -0 == 0; %.17g gives every double one text of its own */
+	int n = snprintf(buf, cap, "%.17g", d == 0 ? 0.0 : d);
+
+	return n < 0 ? 0 : (size_t) n;
+}
+
+size_t
+groq_eq_key_string(const char *s, size_t len, char *buf, size_t cap)
+{
+	return groq_eq_key_format('s', s, len, buf, cap);
+}
+
+size_t
+groq_eq_key_text(json_t *v, char *buf, size_t cap)
+{
+	char num[40];
+	size_t len;
+
+	if (json_is_string(v))
+	{
+		const char *s = json_string_value(v);
+
+		len = json_string_length(v);
+		/* a NUL cannot be in a GROQ literal or a key */
+		if (memchr(s, '\0', len))
+			return 0;
+		return groq_eq_key_format('s', s, len, buf, cap);
+	}
+	if (json_is_number(v))
+	{
+		double d = json_number_value(v);
+
+		if (!isfinite(d))
+			return 0;
+		len = groq_eq_key_number(d, num, sizeof(num));
+		return groq_eq_key_format('n', num, len, buf, cap);
+	}
+	if (json_is_boolean(v))
+		return groq_eq_key_format('b', json_is_true(v) ? "1" : "0", 1, buf,
+								  cap);
+	return 0;
 }
 
 const char *

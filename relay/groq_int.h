@@ -134,7 +134,7 @@ struct groq_filter
 	char *text;
 	const char *type_key;
 	const char *eq_attr; /* groq_filter_eq_key(); NULL when none */
-	const char *eq_literal;
+	const char *eq_key;
 	const char *eq_param;
 	size_t nparams;
 	const char **param_names; /* NUL-terminated, distinct */
@@ -289,6 +289,13 @@ bool groq_is_array(const groq_value *v);
 bool groq_is_object(const groq_value *v);
 size_t groq_array_len(const groq_value *v);
 void groq_array_at(const groq_value *v, size_t i, groq_value *out);
+/* groq_eq_key_text() of a value given as a tag ('s', 'n', 'b') and its
+ * text. */
+size_t groq_eq_key_format(char tag, const char *body, size_t len, char *buf,
+						  size_t cap);
+/* The key text body of a number: equal numbers, equal texts. */
+size_t groq_eq_key_number(double d, char *buf, size_t cap);
+
 /* Equal() of the spec. */
 bool groq_equal(const groq_value *a, const groq_value *b);
 /* Some element of the array arr is Equal() to x. */

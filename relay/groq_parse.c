@@ -1154,12 +1154,42 @@ is_key_attr(const groq_node *n)
 static bool
 is_key_value(const groq_node *n)
 {
-	return (n->op == N_STR || n->op == N_PARAM) &&
-		   !memchr(n->u.str.s, '\0', n->u.str.len);
+	if (n->op == N_STR || n->op == N_PARAM)
+		return !memchr(n->u.str.s, '\0', n->u.str.len);
+	return n->op == N_NUM || n->op == N_TRUE || n->op == N_FALSE;
+}
+
+/* groq_eq_key_text() of a literal, in the filter's arena. */
+static const char *
+literal_key(groq_arena *a, const groq_node *n)
+{
+	char num[40];
+	const char *body;
+	size_t len;
+	char tag;
+	char *key;
+
+	switch (n->op)
+	{
+		case N_STR:
+			tag = 's', body = n->u.str.s, len = n->u.str.len;
+			break;
+		case N_NUM:
+			tag = 'n', body = num;
+			len = groq_eq_key_number(n->u.num, num, sizeof(num));
+			break;
+		default:
+			tag = 'b', body = n->op == N_TRUE ? "1" : "0", len = 1;
+			break;
+	}
+	key = groq_arena_alloc(a, len + 2);
+	if (key)
+		groq_eq_key_format(tag, body, len, key, len + 2);
+	return key;
 }
 
 /*
- * The first conjunct ATTR == "S" / ATTR == $P of the && chain at n (see
+ * The first conjunct ATTR == V / ATTR == $P of the && chain at n (see
  * groq_filter_eq_key()).  False when none, or when out of memory (the
  * filter then simply has no key).
  */
@@ -1179,15 +1209,14 @@ find_eq_key(groq_filter *f, const groq_node *n)
 	else
 		return false;
 	f->eq_attr = arena_strndup(&f->arena, attr->u.str.s, attr->u.str.len);
-	if (value->op == N_STR)
-		f->eq_literal =
-			arena_strndup(&f->arena, value->u.str.s, value->u.str.len);
-	else
+	if (value->op == N_PARAM)
 		f->eq_param =
 			arena_strndup(&f->arena, value->u.str.s, value->u.str.len);
-	if (!f->eq_attr || !(f->eq_literal || f->eq_param))
+	else
+		f->eq_key = literal_key(&f->arena, value);
+	if (!f->eq_attr || !(f->eq_key || f->eq_param))
 	{
-		f->eq_attr = f->eq_literal = f->eq_param = NULL;
+		f->eq_attr = f->eq_key = f->eq_param = NULL;
 		return false;
 	}
 	return true;

@@ -608,35 +608,78 @@ named_new(size_t size, size_t name_off, const char *name)
 	((type *) named_new(sizeof(type), offsetof(type, member), (name)))
 
 /*
- * The bucket a new group of filter f with these params goes to: its
- * equality key when the value is a string (the most selective: `_id ==
- * $id` has one document), else its type key, else none (*attr NULL: the
- * dataset's scan list).  Strings borrowed from f and params.
+ * A key text (groq_eq_key_text()) in buf when it fits, else in a new
+ * allocation left in *heap for the caller to free.  NULL when v is not a
+ * key, or when out of memory.
  */
-static void
-choose_key(const groq_filter *f, json_t *params, const char **attr,
-		   const char **value)
+static const char *
+json_key(json_t *v, char *buf, size_t cap, char **heap)
 {
-	const char *literal, *param;
-	json_t *v;
+	size_t n = groq_eq_key_text(v, buf, cap);
 
-	*attr = *value = NULL;
+	*heap = NULL;
+	if (n == 0)
+		return NULL;
+	if (n < cap)
+		return buf;
+	if (!(*heap = malloc(n + 1)))
+		return NULL;
+	groq_eq_key_text(v, *heap, n + 1);
+	return *heap;
+}
+
+/* json_key() of a string. */
+static const char *
+string_key(const char *str, char *buf, size_t cap, char **heap)
+{
+	size_t len = strlen(str);
+	size_t n = groq_eq_key_string(str, len, buf, cap);
+
+	*heap = NULL;
+	if (n < cap)
+		return buf;
+	if (!(*heap = malloc(n + 1)))
+		return NULL;
+	groq_eq_key_string(str, len, *heap, n + 1);
+	return *heap;
+}
+
+/*
+ * The bucket a new group of filter f with these params goes to: its
+ * equality key (the most selective: `_id == $id` has one document; with a
+ * $param, when its value can be a key), else its type key, else none
+ * (*attr NULL: the dataset's scan list).  *key is a new allocation the
+ * caller frees; false only when out of memory.
+ */
+static bool
+choose_key(const groq_filter *f, json_t *params, const char **attr, char **key)
+{
+	const char *literal, *param, *type_key, *k;
+	char buf[64], *heap;
+
+	*key = NULL;
 	if (groq_filter_eq_key(f, attr, &literal, &param))
 	{
 		if (literal)
+			return (*key = strdup(literal)) != NULL;
+		k = json_key(params ? json_object_get(params, param) : NULL, buf,
+					 sizeof(buf), &heap);
+		if (k)
 		{
-			*value = literal;
-			return;
+			*key = heap ? heap : strdup(k);
+			return *key != NULL;
 		}
-		v = params ? json_object_get(params, param) : NULL;
-		if (json_is_string(v))
-		{
-			*value = json_string_value(v);
-			return;
-		}
+		if (heap)
+			return false; /* out of memory, not "no key" */
 	}
-	*value = groq_filter_type_key(f);
-	*attr = *value ? "_type" : NULL;
+	*attr = NULL;
+	type_key = groq_filter_type_key(f);
+	if (!type_key)
+		return true;
+	*attr = "_type";
+	k = string_key(type_key, buf, sizeof(buf), &heap);
+	*key = heap ? heap : k ? strdup(k) : NULL;
+	return *key != NULL;
 }
 
 subs_status
@@ -654,7 +697,8 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 	stype *t = NULL, *new_t = NULL;
 	skeyattr *ka = NULL, *new_ka = NULL;
 	sneed *need = NULL, *new_need = NULL;
-	const char *key_attr = NULL, *key_value = NULL, *type_key;
+	const char *key_attr = NULL, *type_key;
+	char *key_value = NULL;
 	sgroup *g, *new_g = NULL;
 	sconn *new_c = NULL;
 	ssub *new_sub = NULL;
@@ -703,9 +747,10 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 		if (!ds)
 			goto out;
 	}
+	if (!g && !choose_key(fe->f, params, &key_attr, &key_value))
+		goto out;
 	if (!g)
 	{
-		choose_key(fe->f, params, &key_attr, &key_value);
 		if (key_attr)
 		{
 			ka = new_ds ? NULL : keyattr_find(ds, key_attr);
@@ -823,6 +868,7 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 		group_add(g, new_sub, conn);
 	}
 	free(dumped);
+	free(key_value);
 	return SUBS_OK;
 
 out:
@@ -837,6 +883,7 @@ out:
 	if (new_fe)
 		free_filter(&new_fe->hn);
 	free(dumped);
+	free(key_value);
 	return st;
 }
 
@@ -916,10 +963,17 @@ subs_needs_document(const subs *s, const char *dataset,
 		return true;
 	if (!document_type)
 		return false;
-	t = bucket_find(s, ds, "_type", document_type);
-	if (t && t->needs_doc)
+	if (need_find(s, ds, document_type))
 		return true;
-	return need_find(s, ds, document_type) != NULL;
+	{
+		char buf[128], *heap;
+		const char *key = string_key(document_type, buf, sizeof(buf), &heap);
+
+		/* out of memory: ask for the document, the safe answer */
+		t = key ? bucket_find(s, ds, "_type", key) : NULL;
+		free(heap);
+		return !key || (t && t->needs_doc);
+	}
 }
 
 typedef struct match_ctx
@@ -981,24 +1035,23 @@ match_list(match_ctx *m, const sgroup *g)
 }
 
 /*
- * The value of top-level attribute `attr` that the filters will see: from
- * the document when there is one (so that the index never hides a group
- * that evaluation would match), else from the event for _id and _type.
- * NULL when it is not a string: no bucket can match then.
+ * The key text of top-level attribute `attr` as the filters will see it:
+ * from the document when there is one (so that the index never hides a
+ * group that evaluation would match), else from the event for _id and
+ * _type.  NULL when it cannot be a key (absent, null, an object): no
+ * bucket can match then.  See json_key() for buf and *heap.
  */
 static const char *
-key_value(const rt_event *ev, json_t *doc, const char *attr)
+event_key(const rt_event *ev, json_t *doc, const char *attr, char *buf,
+		  size_t cap, char **heap)
 {
+	*heap = NULL;
 	if (doc)
-	{
-		json_t *v = json_object_get(doc, attr);
-
-		return json_is_string(v) ? json_string_value(v) : NULL;
-	}
+		return json_key(json_object_get(doc, attr), buf, cap, heap);
 	if (!strcmp(attr, "_id"))
-		return ev->document_id;
-	if (!strcmp(attr, "_type"))
-		return ev->document_type;
+		return string_key(ev->document_id, buf, cap, heap);
+	if (!strcmp(attr, "_type") && ev->document_type)
+		return string_key(ev->document_type, buf, cap, heap);
 	return NULL;
 }
 
@@ -1020,9 +1073,11 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 	 */
 	for (const skeyattr *a = ds->keyattrs; a; a = a->next)
 	{
-		const char *value = key_value(ev, doc, a->name);
-		const stype *t = value ? type_find(s, a, value) : NULL;
+		char buf[256], *heap;
+		const char *key = event_key(ev, doc, a->name, buf, sizeof(buf), &heap);
+		const stype *t = key ? type_find(s, a, key) : NULL;
 
+		free(heap);
 		if (t)
 			match_list(&m, t->groups.first);
 	}

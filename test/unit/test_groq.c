@@ -487,21 +487,64 @@ check_eq_key(const char *query, const char *attr, const char *literal,
 	groq_filter_unref(f);
 }
 
+/* groq_eq_key_text(): equal keys exactly for GROQ-equal values. */
+static void
+check_key_text(const char *json, const char *want)
+{
+	json_t *v = json_loads(json, JSON_DECODE_ANY, NULL);
+	char buf[8];
+	size_t n;
+
+	CHECK_MSG(v != NULL, "bad JSON %s", json);
+	if (!v)
+		return;
+	n = groq_eq_key_text(v, buf, sizeof(buf));
+	if (!want)
+		CHECK_MSG(n == 0, "%s: want no key, got %zu bytes", json, n);
+	else if (n < sizeof(buf))
+		CHECK_STR(buf, want);
+	else
+	{
+		char *big = malloc(n + 1);
+
+		CHECK_INT(groq_eq_key_text(v, big, n + 1), n);
+		CHECK_STR(big, want);
+		free(big);
+	}
+	json_decref(v);
+}
+
 static void
 test_eq_key(void)
 {
+	check_key_text("\"post\"", "spost");
+	check_key_text("\"a longer string than the buffer\"",
+				   "sa longer string than the buffer");
+	check_key_text("3", "n3");
+	check_key_text("3.0", "n3");
+	check_key_text("-0.0", "n0");
+	check_key_text("1e2", "n100");
+	check_key_text("true", "b1");
+	check_key_text("false", "b0");
+	check_key_text("null", NULL);
+	check_key_text("[1]", NULL);
+	check_key_text("{}", NULL);
 	check_eq_key("*[_id == $id]", "_id", NULL, "id");
 	check_eq_key("*[$id == _id]", "_id", NULL, "id");
-	check_eq_key("*[_id == \"a\"]", "_id", "a", NULL);
+	check_eq_key("*[_id == \"a\"]", "_id", "sa", NULL);
 	check_eq_key("*[_type == \"post\" && slug == $slug]", "slug", NULL, "slug");
-	check_eq_key("*[slot == 3 && _type == \"t\" && kind == \"k\"]", "kind", "k",
-				 NULL);
-	check_eq_key("*[(a == \"x\" && b == 1) && c > 2]", "a", "x", NULL);
-	/* not a key: _type (the type index), nested or non-string values,
+	check_eq_key("*[slot == 3 && _type == \"t\" && kind == \"k\"]", "slot",
+				 "n3", NULL);
+	check_eq_key("*[_type == \"t\" && kind == \"k\"]", "kind", "sk", NULL);
+	check_eq_key("*[(a == \"x\" && b == 1) && c > 2]", "a", "sx", NULL);
+	check_eq_key("*[n == 3.0]", "n", "n3", NULL);
+	check_eq_key("*[n == 0]", "n", "n0", NULL);
+	check_eq_key("*[n == 0.5]", "n", "n0.5", NULL);
+	check_eq_key("*[flag == true]", "flag", "b1", NULL);
+	/* not a key: _type (the type index), nested or null values,
 	 * disjunctions, negations, attributes of something else */
 	check_eq_key("*[_type == \"post\"]", NULL, NULL, NULL);
 	check_eq_key("*[slug.current == $s]", NULL, NULL, NULL);
-	check_eq_key("*[a == 1]", NULL, NULL, NULL);
 	check_eq_key("*[a == null]", NULL, NULL, NULL);
 	check_eq_key("*[a == \"x\" || b]", NULL, NULL, NULL);
 	check_eq_key("*[!(a == \"x\")]", NULL, NULL, NULL);
