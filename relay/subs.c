@@ -53,6 +53,7 @@ typedef struct skeyattr
 {
 	struct skeyattr *next; /* the dataset's, in creation order */
 	size_t nbuckets;
+	bool with_type; /* buckets keyed by (_type, attribute) */
 	char name[];
 } skeyattr;
 
@@ -169,10 +170,10 @@ dataset_find(const subs *s, const char *name)
 }
 
 static skeyattr *
-keyattr_find(const sdataset *ds, const char *name)
+keyattr_find(const sdataset *ds, const char *name, bool with_type)
 {
 	for (skeyattr *a = ds->keyattrs; a; a = a->next)
-		if (!strcmp(a->name, name))
+		if (a->with_type == with_type && !strcmp(a->name, name))
 			return a;
 	return NULL;
 }
@@ -204,7 +205,7 @@ static stype *
 bucket_find(const subs *s, const sdataset *ds, const char *attr,
 			const char *value)
 {
-	const skeyattr *a = keyattr_find(ds, attr);
+	const skeyattr *a = keyattr_find(ds, attr, false);
 
 	return a ? type_find(s, a, value) : NULL;
 }
@@ -233,7 +234,7 @@ need_find(const subs *s, const sdataset *ds, const char *type)
 static bool
 is_type_attr(const skeyattr *a)
 {
-	return !strcmp(a->name, "_type");
+	return !a->with_type && !strcmp(a->name, "_type");
 }
 
 static uint64_t
@@ -645,40 +646,95 @@ string_key(const char *str, char *buf, size_t cap, char **heap)
 }
 
 /*
- * The bucket a new group of filter f with these params goes to: its
- * equality key (the most selective: `_id == $id` has one document; with a
- * $param, when its value can be a key), else its type key, else none
- * (*attr NULL: the dataset's scan list).  *key is a new allocation the
- * caller frees; false only when out of memory.
+ * The key of a (type, value) bucket: "<length of the type's key>:" then
+ * both key texts, so that no two pairs share a text.  In buf when it fits,
+ * else in *heap (see json_key()).
+ */
+static const char *
+pair_key(const char *type_key, const char *key, char *buf, size_t cap,
+		 char **heap)
+{
+	int n = snprintf(buf, cap, "%zu:%s%s", strlen(type_key), type_key, key);
+
+	*heap = NULL;
+	if (n < 0)
+		return NULL;
+	if ((size_t) n < cap)
+		return buf;
+	if (!(*heap = malloc((size_t) n + 1)))
+		return NULL;
+	snprintf(*heap, (size_t) n + 1, "%zu:%s%s", strlen(type_key), type_key,
+			 key);
+	return *heap;
+}
+
+/* strdup() of a key that json_key() & co. left in buf or *heap. */
+static char *
+key_dup(const char *k, char *heap)
+{
+	return heap ? heap : k ? strdup(k) : NULL;
+}
+
+/*
+ * The bucket a new group of filter f with these params goes to, the most
+ * selective one it has: (type, value) when the filter has both a type key
+ * and an equality key (`_type == "page" && slug == $slug`), the value of
+ * its equality key alone (`_id == $id`), its type alone, or none (*attr
+ * NULL: the dataset's scan list).  A $param whose value cannot be a key
+ * counts as no equality key.  *key is a new allocation the caller frees;
+ * false only when out of memory.
  */
 static bool
-choose_key(const groq_filter *f, json_t *params, const char **attr, char **key)
+choose_key(const groq_filter *f, json_t *params, const char **attr,
+		   bool *with_type, char **key)
 {
-	const char *literal, *param, *type_key, *k;
-	char buf[64], *heap;
+	const char *literal, *param, *k = NULL, *tk = NULL;
+	const char *type_key = groq_filter_type_key(f);
+	char buf[64], tbuf[64], *heap = NULL, *theap = NULL;
 
 	*key = NULL;
+	*with_type = false;
 	if (groq_filter_eq_key(f, attr, &literal, &param))
 	{
-		if (literal)
-			return (*key = strdup(literal)) != NULL;
-		k = json_key(params ? json_object_get(params, param) : NULL, buf,
-					 sizeof(buf), &heap);
-		if (k)
-		{
-			*key = heap ? heap : strdup(k);
-			return *key != NULL;
-		}
-		if (heap)
+		k = literal ? literal
+					: json_key(params ? json_object_get(params, param) : NULL,
+							   buf, sizeof(buf), &heap);
+		if (!k && heap)
 			return false; /* out of memory, not "no key" */
 	}
-	*attr = NULL;
-	type_key = groq_filter_type_key(f);
-	if (!type_key)
+	if (type_key)
+	{
+		tk = string_key(type_key, tbuf, sizeof(tbuf), &theap);
+		if (!tk)
+			goto out;
+	}
+	if (k && tk)
+	{
+		char pbuf[128], *pheap;
+		const char *pk = pair_key(tk, k, pbuf, sizeof(pbuf), &pheap);
+
+		*with_type = true;
+		*key = key_dup(pk, pheap);
+	}
+	else if (k)
+	{
+		*key = heap ? heap : strdup(k);
+		heap = NULL;
+	}
+	else if (tk)
+	{
+		*attr = "_type";
+		*key = key_dup(tk, theap);
+		theap = NULL;
+	}
+	else
+	{
+		*attr = NULL;
 		return true;
-	*attr = "_type";
-	k = string_key(type_key, buf, sizeof(buf), &heap);
-	*key = heap ? heap : k ? strdup(k) : NULL;
+	}
+out:
+	free(heap);
+	free(theap);
 	return *key != NULL;
 }
 
@@ -698,6 +754,7 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 	skeyattr *ka = NULL, *new_ka = NULL;
 	sneed *need = NULL, *new_need = NULL;
 	const char *key_attr = NULL, *type_key;
+	bool with_type = false;
 	char *key_value = NULL;
 	sgroup *g, *new_g = NULL;
 	sconn *new_c = NULL;
@@ -747,18 +804,19 @@ subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
 		if (!ds)
 			goto out;
 	}
-	if (!g && !choose_key(fe->f, params, &key_attr, &key_value))
+	if (!g && !choose_key(fe->f, params, &key_attr, &with_type, &key_value))
 		goto out;
 	if (!g)
 	{
 		if (key_attr)
 		{
-			ka = new_ds ? NULL : keyattr_find(ds, key_attr);
+			ka = new_ds ? NULL : keyattr_find(ds, key_attr, with_type);
 			if (!ka)
 			{
 				ka = new_ka = NAMED_NEW(skeyattr, name, key_attr);
 				if (!ka)
 					goto out;
+				ka->with_type = with_type;
 			}
 			t = new_ka ? NULL : type_find(s, ka, key_value);
 			if (!t)
@@ -1073,11 +1131,22 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 	 */
 	for (const skeyattr *a = ds->keyattrs; a; a = a->next)
 	{
-		char buf[256], *heap;
+		char buf[256], tbuf[128], pbuf[384], *heap, *theap = NULL;
+		char *pheap = NULL;
 		const char *key = event_key(ev, doc, a->name, buf, sizeof(buf), &heap);
-		const stype *t = key ? type_find(s, a, key) : NULL;
+		const stype *t;
 
+		if (key && a->with_type)
+		{
+			const char *tk =
+				event_key(ev, doc, "_type", tbuf, sizeof(tbuf), &theap);
+
+			key = tk ? pair_key(tk, key, pbuf, sizeof(pbuf), &pheap) : NULL;
+		}
+		t = key ? type_find(s, a, key) : NULL;
 		free(heap);
+		free(theap);
+		free(pheap);
 		if (t)
 			match_list(&m, t->groups.first);
 	}
