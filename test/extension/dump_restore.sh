@@ -11,29 +11,17 @@
 # as a user that may run initdb.
 set -euo pipefail
 
-bindir=$(pg_config --bindir)
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
+. "$(dirname "$0")/../scripts/pgcluster.sh"
 work=$(mktemp -d /tmp/cellcms-dump.XXXXXX)
 chmod 755 "$work"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
-port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+chown "$PG_OWNER" "$work" 2>/dev/null || true
 cleanup() {
-	as_pg "$bindir/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+	pgcluster_stop "$work"
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-as_pg "$bindir/initdb" -D "$work/data" -A trust -U postgres >/dev/null
-as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/log" -w \
-	-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$work" start >/dev/null
-
-export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres
+pgcluster_start "$work"
 q() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 failures=0
 check() { # check NAME EXPECTED ACTUAL

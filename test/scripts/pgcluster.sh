@@ -3,6 +3,8 @@
 # postgres user and lives in a directory that user can write.
 #
 #   pgcluster_start DIR [PORT]   initdb + start; sets PGHOST PGPORT PGUSER
+#                                (PGCLUSTER_EXTRA_CONF: more postgresql.conf
+#                                lines, e.g. for a benchmark)
 #   pgcluster_stop DIR           fast shutdown, keeps the files
 #   pgcluster_url DB             a postgresql:// URL for the running cluster
 
@@ -53,6 +55,7 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
 max_connections = 200
+${PGCLUSTER_EXTRA_CONF:-}
 CONF
 	as_pg_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" \
 		-w -t 60 start >/dev/null ||

@@ -32,42 +32,27 @@ if [ "${1:-}" = "--quick" ]; then
 	REFERENCE=0
 fi
 
-bindir=$(pg_config --bindir)
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
-
+. "$here/../../scripts/pgcluster.sh"
 work=$(mktemp -d /tmp/cellcms-bench.XXXXXX)
 chmod 755 "$work"
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
-port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+chown "$PG_OWNER" "$work" 2>/dev/null || true
 listener_pid=""
 cleanup() {
 	if [ -n "$listener_pid" ]; then
 		kill "$listener_pid" 2>/dev/null || true
 		wait "$listener_pid" 2>/dev/null || true
 	fi
-	as_pg "$bindir/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+	pgcluster_stop "$work"
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-as_pg "$bindir/initdb" -D "$work/data" -A trust -U postgres >/dev/null
-cat >>"$work/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$work'
-shared_buffers = 256MB
+PGCLUSTER_EXTRA_CONF="shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
-synchronous_commit = off
-CONF
-as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
+synchronous_commit = off" pgcluster_start "$work"
+port=$PGPORT
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"; }
 psql_ -d postgres -c "CREATE DATABASE bench"
