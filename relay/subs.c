@@ -1119,6 +1119,8 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 {
 	match_ctx m = {ev, doc, NULL, false, on_match, arg, 0};
 	const sdataset *ds = dataset_find(s, ev->dataset);
+	char tbuf[128], *theap = NULL;
+	const char *type_key;
 
 	if (!ds)
 		return 0;
@@ -1128,28 +1130,33 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 	/*
 	 * One bucket per indexed attribute: the one of the document's value.
 	 * Every other bucket holds filters that are false for this document.
+	 * The type's key serves the _type attribute and every (type, value)
+	 * one: computed once.
 	 */
+	type_key = event_key(ev, doc, "_type", tbuf, sizeof(tbuf), &theap);
 	for (const skeyattr *a = ds->keyattrs; a; a = a->next)
 	{
-		char buf[256], tbuf[128], pbuf[384], *heap, *theap = NULL;
-		char *pheap = NULL;
-		const char *key = event_key(ev, doc, a->name, buf, sizeof(buf), &heap);
+		char buf[256], pbuf[384], *heap = NULL, *pheap = NULL;
+		const char *key;
 		const stype *t;
 
-		if (key && a->with_type)
+		if (is_type_attr(a))
+			key = type_key;
+		else
 		{
-			const char *tk =
-				event_key(ev, doc, "_type", tbuf, sizeof(tbuf), &theap);
-
-			key = tk ? pair_key(tk, key, pbuf, sizeof(pbuf), &pheap) : NULL;
+			key = event_key(ev, doc, a->name, buf, sizeof(buf), &heap);
+			if (key && a->with_type)
+				key = type_key
+						  ? pair_key(type_key, key, pbuf, sizeof(pbuf), &pheap)
+						  : NULL;
 		}
 		t = key ? type_find(s, a, key) : NULL;
 		free(heap);
-		free(theap);
 		free(pheap);
 		if (t)
 			match_list(&m, t->groups.first);
 	}
+	free(theap);
 	match_list(&m, ds->scan.first);
 	json_decref(m.built);
 	return m.evaluations;

@@ -29,8 +29,6 @@ _Static_assert(OUTMSG_HEADROOM >= LWS_PRE,
 
 /* Messages written per WRITEABLE callback before yielding to others. */
 #define WRITES_PER_CALLBACK 32
-/* Seconds a closing connection may take to flush its close frame. */
-#define CLOSE_GRACE_SECONDS 5
 /* Seconds shutdown waits for clients to acknowledge 1001. */
 #define SHUTDOWN_GRACE_MS 3000
 #define MAX_DATASET_LEN	  128
