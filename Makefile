@@ -4,7 +4,7 @@
 
 EXTENSION = cellcms_rt
 MODULE_big = cellcms_rt
-OBJS = extension/cellcms_rt.o
+OBJS = $(patsubst %.c,%.o,$(wildcard extension/*.c))
 DATA = extension/cellcms_rt--1.0.sql
 PGFILEDESC = "cellcms_rt - change log and NOTIFY for CMS document tables"
 
