@@ -1,6 +1,8 @@
 # cellcms_rt: the PostgreSQL extension is built by PGXS from this file; the
-# relay has its own Makefile under relay/ and is reached through the targets
-# at the bottom.  `make run` and `make test` are the two commands of the README.
+# GROQ library (groq/Makefile) and the relay (relay/Makefile) have their own
+# Makefiles, reached through the targets at the bottom.  Every build output
+# goes under build/.  `make run` and `make test` are the two commands of the
+# README.
 
 EXTENSION = cellcms_rt
 MODULE_big = cellcms_rt
@@ -26,17 +28,17 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # The README's commands must work on a machine that has nothing installed
 # yet, when pg_config and PGXS do not exist: they install first, then
 # re-enter make.
-.PHONY: run test relay relay-clean bench bench-smoke
+.PHONY: run test groq relay native-clean bench bench-smoke
 run:
-	@test/scripts/run.sh
+	@scripts/run.sh
 test:
-	@test/scripts/test-all.sh
+	@scripts/test-all.sh
 
 # Benchmarks print figures; they assert nothing about time.  bench-smoke runs
 # the relay benchmark at tiny sizes and fails only when an event is lost.
 bench: all install
 	test/bench/extension/run.sh
-	relay/bench-groq
+	build/bin/bench-groq
 	test/bench/relay/run.sh
 bench-smoke: all install
 	test/bench/relay/run.sh --smoke
@@ -45,14 +47,17 @@ ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 
 all: relay
-clean: relay-clean
+clean: native-clean
 else
 all install installcheck:
-	@echo "PostgreSQL's PGXS was not found ($(PG_CONFIG) --pgxs); run test/scripts/deps.sh, or make run / make test, which install it" >&2
+	@echo "PostgreSQL's PGXS was not found ($(PG_CONFIG) --pgxs); run scripts/deps.sh, or make run / make test, which install it" >&2
 	@exit 1
 endif
 
-relay:
+# The relay's build asks groq/ for the library itself.
+groq:
+	$(MAKE) -C groq
+relay: groq
 	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG)
-relay-clean:
-	$(MAKE) -C relay clean
+native-clean:
+	rm -rf build

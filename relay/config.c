@@ -76,8 +76,8 @@ static const setting settings[] = {
 	 10000, NULL, false, "N", "documents one connection may have joined"},
 	{"max-query-bytes", K_SIZE, OFF(max_query_bytes), "4096", 16, 65536, NULL,
 	 false, "N", "longest subscription query (below --max-frame-bytes)"},
-	{"max-connections", K_UINT, OFF(max_connections), "0", 0, 1000000, NULL,
-	 false, "N",
+	{"max-connections", K_UINT, OFF(max_connections), "0", 0,
+	 CONFIG_MAX_CONNECTIONS, NULL, false, "N",
 	 "simultaneous WebSocket connections; 0: from the open file limit"},
 	{"ping-interval", K_UINT, OFF(ping_interval), "30", 1, 3600, NULL, false,
 	 "SEC", "ping a connection idle this long, in seconds"},
@@ -410,20 +410,22 @@ config_help(FILE *out, const char *progname)
 			fprintf(out, "; %llu..%llu", st->min, st->max);
 		fputc('\n', out);
 	}
-	fprintf(out, "  --help\n      print this help and exit\n"
-				 "  --version\n      print the version and exit\n"
-				 "\nA bad configuration exits with status 2.\n");
+	fprintf(out,
+			"  --help\n      print this help and exit\n"
+			"  --version\n      print the version and exit\n"
+			"\nA bad configuration exits with status %d.\n",
+			CONFIG_EXIT_STATUS);
 }
 
 void
-config_print(FILE *out, const relay_config *cfg)
+config_print(FILE *out, const relay_config *cfg, const char *sep)
 {
 	for (size_t k = 0; k < NSETTINGS; k++)
 	{
 		const setting *st = &settings[k];
 		const char *field = (const char *) cfg + st->offset;
 
-		fprintf(out, "%s = ", st->name);
+		fprintf(out, "%s%s = ", k ? sep : "", st->name);
 		switch (st->kind)
 		{
 			case K_STRING:
@@ -443,6 +445,5 @@ config_print(FILE *out, const relay_config *cfg)
 				fputs(st->choices[*(const int *) field], out);
 				break;
 		}
-		fputc('\n', out);
 	}
 }

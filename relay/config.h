@@ -3,11 +3,15 @@
  *
  * Every setting is one row of a table in config.c (name, type, default,
  * range, help): the parser, --help and config_print() all read that table,
- * so a setting documented is a setting parsed.  Each `--NAME VALUE` (or
- * `--NAME=VALUE`) can also be given as the environment variable
- * CELLCMS_RELAY_<NAME> (upper case, '-' -> '_'); the command line wins.
- * Secrets (the JWT secret, a database URL holding a password) are better
- * passed by environment, where `ps` does not show them.
+ * so a setting documented is a setting parsed.  The table is the only
+ * place that gives a setting its default: main passes every value on, over
+ * whatever defaults the modules' own config structs have.
+ *
+ * Each `--NAME VALUE` (or `--NAME=VALUE`) can also be given as the
+ * environment variable CELLCMS_RELAY_<NAME> (upper case, '-' -> '_'); the
+ * command line wins.  Secrets (the JWT secret, a database URL holding a
+ * password) are better passed by environment, where `ps` does not show
+ * them.
  *
  * Pure: no I/O except writing help/settings to a stream the caller gives.
  * Reading the key file, computing the automatic connection limit and
@@ -23,6 +27,15 @@
 #define RELAY_VERSION "1.0"
 
 #define CONFIG_ENV_PREFIX "CELLCMS_RELAY_"
+
+/* The exit status for a configuration that does not parse (--help says). */
+#define CONFIG_EXIT_STATUS 2
+
+/*
+ * The largest --max-connections, also the cap of the limit main derives
+ * from RLIMIT_NOFILE when the setting is 0.
+ */
+#define CONFIG_MAX_CONNECTIONS 1000000
 
 typedef enum config_log_level
 {
@@ -74,7 +87,8 @@ typedef enum config_result
 	CONFIG_OK = 0,	/* *out is complete and consistent */
 	CONFIG_HELP,	/* --help: print config_help(), exit 0 */
 	CONFIG_VERSION, /* --version: print RELAY_VERSION, exit 0 */
-	CONFIG_ERROR,	/* err holds a one-line message: print it, exit 2 */
+	CONFIG_ERROR,	/* err holds a one-line message: print it, exit
+					 * CONFIG_EXIT_STATUS */
 } config_result;
 
 /*
@@ -97,10 +111,12 @@ config_result config_parse(int argc, char **argv, char **envp,
 void config_help(FILE *out, const char *progname);
 
 /*
- * The effective settings, one "name = value" line each, for the log at
- * startup.  Secret values are shown as "(set)".
+ * The effective settings as "name = value", in the table's order,
+ * separated by sep ("\n": one per line; main logs them on one line).
+ * Secret values are shown as "(set)", unset ones as "(unset)".  Nothing
+ * follows the last one.
  */
-void config_print(FILE *out, const relay_config *cfg);
+void config_print(FILE *out, const relay_config *cfg, const char *sep);
 
 /* "HS256"/"RS256"/"ES256" and "error"/"warn"/"info"/"debug" (static). */
 const char *config_jwt_alg_name(config_jwt_alg alg);

@@ -147,6 +147,55 @@ htab_remove(htab *t, hnode *e)
 		htab_resize(t, (t->mask + 1) / 2);
 }
 
+static hnode *
+htab_iter_scan(htab_iter *it)
+{
+	for (; it->bucket <= it->t->mask; it->bucket++)
+		if (it->t->b[it->bucket])
+			return it->cur = it->t->b[it->bucket];
+	return it->cur = NULL;
+}
+
+hnode *
+htab_iter_first(htab_iter *it, const htab *t)
+{
+	it->t = t;
+	it->bucket = 0;
+	if (!t->b)
+		return it->cur = NULL;
+	return htab_iter_scan(it);
+}
+
+hnode *
+htab_iter_next(htab_iter *it)
+{
+	if (!it->cur)
+		return NULL;
+	if (it->cur->next)
+		return it->cur = it->cur->next;
+	it->bucket++;
+	return htab_iter_scan(it);
+}
+
+void
+htab_free_entries(htab *t, void (*free_entry)(hnode *e, void *arg), void *arg)
+{
+	if (!t->b)
+		return;
+	for (size_t i = 0; i <= t->mask; i++)
+	{
+		hnode *e = t->b[i], *next;
+
+		t->b[i] = NULL;
+		for (; e; e = next)
+		{
+			next = e->next;
+			free_entry(e, arg);
+		}
+	}
+	t->n = 0;
+}
+
 void
 htab_free(htab *t)
 {

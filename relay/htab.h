@@ -52,7 +52,36 @@ htab_first(const htab *t, uint64_t hash)
 /* Links e under hash; grows the table as needed (never fails). */
 void htab_insert(htab *t, hnode *e, uint64_t hash);
 
-/* Unlinks e, which must be in t. */
+/* Unlinks e, which must be in t.  May shrink the table. */
 void htab_remove(htab *t, hnode *e);
+
+/*
+ * Walks every entry, in no particular order:
+ *
+ *   htab_iter it;
+ *   for (hnode *e = htab_iter_first(&it, t); e; e = htab_iter_next(&it))
+ *
+ * Nothing may be inserted into or removed from t during the walk (either
+ * can resize it); to empty a table, use htab_free_entries().  A table
+ * whose htab_init() failed (or a zeroed one) walks as empty.
+ */
+typedef struct htab_iter
+{
+	const htab *t;
+	size_t bucket;
+	hnode *cur;
+} htab_iter;
+
+hnode *htab_iter_first(htab_iter *it, const htab *t);
+hnode *htab_iter_next(htab_iter *it);
+
+/*
+ * Calls free_entry(e, arg) once for every entry, then leaves t empty (its
+ * bucket array is kept).  free_entry may free e but must not use t.  A
+ * no-op on a table whose htab_init() failed (or a zeroed one), so that
+ * teardown after a partial construction needs no test.
+ */
+void htab_free_entries(htab *t, void (*free_entry)(hnode *e, void *arg),
+					   void *arg);
 
 #endif

@@ -10,23 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
+#include "event.h"
+#include "groq.h"
 #include "htab.h"
 #include "hub.h"
+#include "ilist.h"
+#include "outq.h"
 #include "presence.h"
+#include "protocol.h"
 #include "subs.h"
+#include "tstr.h"
 
 typedef struct hub_dataset
 {
-	hnode hn; /* must be first */
-	hub_client *first;
-	size_t nclients;
-	outmsg *snapshot; /* cached presence.snapshot; NULL when stale */
+	hnode hn;			/* must be first */
+	dlist_head clients; /* newest first */
+	outmsg *snapshot;	/* cached presence.snapshot; NULL when stale */
 	char name[];
 } hub_dataset;
 
 struct hub_client
 {
-	hub_client *prev, *next; /* the dataset's clients */
+	dlist_node link; /* on ds->clients */
 	hub_dataset *ds;
 	void *transport;
 	auth_identity *identity;
@@ -78,33 +84,30 @@ client_free(hub_client *c)
 	free(c);
 }
 
+static void
+dataset_free(hub_dataset *ds)
+{
+	outmsg_unref(ds->snapshot);
+	free(ds);
+}
+
+static void
+free_dataset_entry(hnode *e, void *arg)
+{
+	hub_dataset *ds = (hub_dataset *) e;
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &ds->clients)
+		client_free(dlist_container(hub_client, link, it.cur));
+	dataset_free(ds);
+}
+
 void
 hub_free(hub *h)
 {
 	if (!h)
 		return;
-	if (h->datasets.b)
-	{
-		for (size_t i = 0; i <= h->datasets.mask; i++)
-		{
-			hnode *e = h->datasets.b[i], *next;
-
-			for (; e; e = next)
-			{
-				hub_dataset *ds = (hub_dataset *) e;
-				hub_client *c = ds->first, *cnext;
-
-				next = e->next;
-				for (; c; c = cnext)
-				{
-					cnext = c->next;
-					client_free(c);
-				}
-				outmsg_unref(ds->snapshot);
-				free(ds);
-			}
-		}
-	}
+	htab_free_entries(&h->datasets, free_dataset_entry, NULL);
 	htab_free(&h->datasets);
 	subs_free(h->subs);
 	presence_free(h->presence);
@@ -207,10 +210,15 @@ broadcast_presence(hub *h, hub_dataset *ds, hub_client *sender,
 	for (size_t i = 0; i < diffs->n; i++)
 	{
 		outmsg *m = protocol_encode_presence(&diffs->v[i]);
+		dlist_iter it;
 
-		for (hub_client *c = ds->first; c; c = c->next)
+		dlist_foreach(it, &ds->clients)
+		{
+			hub_client *c = dlist_container(hub_client, link, it.cur);
+
 			if (c != sender)
 				client_send(h, c, m);
+		}
 		outmsg_unref(m);
 	}
 }
@@ -226,12 +234,10 @@ hub_connect(hub *h, void *transport, auth_identity *identity,
 		goto err;
 	if (!ds)
 	{
-		size_t len = strlen(dataset);
-
-		ds = calloc(1, sizeof(*ds) + len + 1);
+		ds = TSTR_NEW(hub_dataset, name, dataset);
 		if (!ds)
 			goto err;
-		memcpy(ds->name, dataset, len + 1);
+		dlist_init(&ds->clients);
 		htab_insert(&h->datasets, &ds->hn, dataset_hash(h, dataset));
 	}
 	c->transport = transport;
@@ -240,11 +246,7 @@ hub_connect(hub *h, void *transport, auth_identity *identity,
 	snprintf(c->id, sizeof(c->id), "%08x-%llx", (unsigned) h->instance,
 			 (unsigned long long) ++h->next_client);
 	c->ds = ds;
-	c->next = ds->first;
-	if (ds->first)
-		ds->first->prev = c;
-	ds->first = c;
-	ds->nclients++;
+	dlist_push_head(&ds->clients, &c->link);
 	h->nclients++;
 
 	client_send_new(h, c, protocol_encode_welcome(c->id, c->identity->user_id));
@@ -357,18 +359,12 @@ hub_disconnect(hub *h, hub_client *c)
 	broadcast_presence(h, ds, c, &diffs);
 	subs_drop_connection(h->subs, c);
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		ds->first = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	dlist_delete(&c->link);
 	h->nclients--;
-	if (--ds->nclients == 0)
+	if (dlist_is_empty(&ds->clients))
 	{
 		htab_remove(&h->datasets, &ds->hn);
-		outmsg_unref(ds->snapshot);
-		free(ds);
+		dataset_free(ds);
 	}
 	client_free(c);
 }
@@ -398,10 +394,16 @@ hub_client_count(const hub *h)
 static void
 for_each_client(hub *h, void (*fn)(hub *, hub_client *, void *), void *arg)
 {
-	for (size_t i = 0; i <= h->datasets.mask; i++)
-		for (hnode *e = h->datasets.b[i]; e; e = e->next)
-			for (hub_client *c = ((hub_dataset *) e)->first; c; c = c->next)
-				fn(h, c, arg);
+	htab_iter hi;
+
+	for (hnode *e = htab_iter_first(&hi, &h->datasets); e;
+		 e = htab_iter_next(&hi))
+	{
+		dlist_iter it;
+
+		dlist_foreach(it, &((hub_dataset *) e)->clients)
+			fn(h, dlist_container(hub_client, link, it.cur), arg);
+	}
 }
 
 static void

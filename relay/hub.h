@@ -24,11 +24,14 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "auth.h"
-#include "event.h"
 #include "groq.h"
-#include "outq.h"
 #include "protocol.h"
+
+/* Only pointers to these: hub.h does not pull in (or re-export) their
+ * modules. */
+typedef struct auth_identity auth_identity;
+typedef struct outq outq;
+typedef struct rt_event rt_event;
 
 typedef struct hub hub;
 typedef struct hub_client hub_client;

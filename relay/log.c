@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -18,24 +19,15 @@ log_set_level(log_level level)
 	current_level = level;
 }
 
-int
-log_level_parse(const char *name)
-{
-	for (int i = 0; i < (int) (sizeof(level_names) / sizeof(level_names[0]));
-		 i++)
-		if (strcmp(name, level_names[i]) == 0)
-			return i;
-	return -1;
-}
-
 void
 log_msg(log_level level, const char *fmt, ...)
 {
 	struct timeval tv;
 	struct tm tm;
 	char line[1024];
-	int n;
-	va_list ap;
+	char *big = NULL;
+	int n, len;
+	va_list ap, again;
 
 	if (level > current_level)
 		return;
@@ -45,8 +37,18 @@ log_msg(log_level level, const char *fmt, ...)
 	n += snprintf(line + n, sizeof(line) - n,
 				  ".%03dZ %s: ", (int) (tv.tv_usec / 1000), level_names[level]);
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_copy(again, ap);
+	len = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	/* Out of memory: the message stays cut at sizeof(line). */
+	if (len >= 0 && (size_t) n + len >= sizeof(line) &&
+		(big = malloc((size_t) n + len + 1)) != NULL)
+	{
+		memcpy(big, line, n);
+		vsnprintf(big + n, (size_t) len + 1, fmt, again);
+	}
+	va_end(again);
 	va_end(ap);
 	/* One write per line so that lines from a crash are never interleaved. */
-	fprintf(stderr, "%s\n", line);
+	fprintf(stderr, "%s\n", big ? big : line);
+	free(big);
 }

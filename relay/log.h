@@ -5,6 +5,7 @@
 #ifndef RELAY_LOG_H
 #define RELAY_LOG_H
 
+/* The values of config_log_level, which main checks. */
 typedef enum log_level
 {
 	LOG_ERROR = 0,
@@ -16,9 +17,10 @@ typedef enum log_level
 /* Messages above this level are dropped (default LOG_INFO). */
 void log_set_level(log_level level);
 
-/* Parses "error", "warn", "info" or "debug"; -1 when unknown. */
-int log_level_parse(const char *name);
-
+/*
+ * A message is written whole, however long (the startup line lists every
+ * setting), in one write when it fits stdio's buffer.
+ */
 void log_msg(log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -8,24 +8,35 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <uv.h>
 
 #include "auth.h"
 #include "config.h"
+#include "event.h"
+#include "groq.h"
 #include "hub.h"
 #include "log.h"
 #include "pg_listener.h"
+#include "protocol.h"
 #include "ws_server.h"
 
 extern char **environ;
+
+/* --log-level is handed to log_set_level() as it is. */
+_Static_assert((int) CONFIG_LOG_ERROR == (int) LOG_ERROR &&
+				   (int) CONFIG_LOG_WARN == (int) LOG_WARN &&
+				   (int) CONFIG_LOG_INFO == (int) LOG_INFO &&
+				   (int) CONFIG_LOG_DEBUG == (int) LOG_DEBUG,
+			   "config_log_level and log_level agree");
 
 /* File descriptors kept back from clients: PostgreSQL, logs, the loop. */
 #define FD_RESERVE 64
@@ -60,8 +71,9 @@ set_connection_limit(relay_config *cfg)
 		rl.rlim_cur = 1024;
 	available = rl.rlim_cur > FD_RESERVE ? rl.rlim_cur - FD_RESERVE : 0;
 	if (cfg->max_connections == 0)
-		cfg->max_connections =
-			(unsigned) (available > 1000000 ? 1000000 : available);
+		cfg->max_connections = (unsigned) (available > CONFIG_MAX_CONNECTIONS
+											   ? CONFIG_MAX_CONNECTIONS
+											   : available);
 	else if (cfg->max_connections > available)
 	{
 		fprintf(stderr,
@@ -217,6 +229,28 @@ on_signal(uv_signal_t *s, int signum)
 	ws_server_shutdown(r->server, clients_closed, r);
 }
 
+/*
+ * The startup line: where the relay listens and every setting (secrets
+ * only as "(set)"), so that a log shows what the relay ran with.
+ */
+static void
+log_started(const relay *r)
+{
+	char *settings = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&settings, &len);
+
+	if (f)
+	{
+		config_print(f, &r->cfg, ", ");
+		fclose(f);
+	}
+	log_msg(LOG_INFO, "cellcms-relay %s listening on ws://%s:%u/ws; %s",
+			RELAY_VERSION, r->cfg.host, r->cfg.port,
+			settings ? settings : "(settings: out of memory)");
+	free(settings);
+}
+
 static int
 start(relay *r)
 {
@@ -262,6 +296,10 @@ start(relay *r)
 	if (!r->server)
 		return -1;
 
+	/*
+	 * pg_listener's defaults stand only for what is not a relay setting
+	 * (batch sizes, backoff, bounds); config.c's table owns the rest.
+	 */
 	pg_listener_config_init(&lcfg);
 	lcfg.conninfo = r->cfg.database_url;
 	lcfg.channel = r->cfg.channel;
@@ -285,10 +323,7 @@ start(relay *r)
 	uv_signal_start(&r->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&r->sigint, on_signal, SIGINT);
 	uv_signal_start(&r->sighup, on_signal, SIGHUP);
-	log_msg(LOG_INFO,
-			"cellcms-relay %s listening on ws://%s:%u/ws (max %u "
-			"connections)",
-			RELAY_VERSION, r->cfg.host, r->cfg.port, r->cfg.max_connections);
+	log_started(r);
 	return 0;
 }
 
@@ -297,7 +332,7 @@ main(int argc, char **argv)
 {
 	static relay r;
 	char err[512];
-	int status = 0;
+	int status = EXIT_SUCCESS;
 
 	switch (config_parse(argc, argv, environ, &r.cfg, err, sizeof(err)))
 	{
@@ -305,19 +340,19 @@ main(int argc, char **argv)
 			break;
 		case CONFIG_HELP:
 			config_help(stdout, argv[0]);
-			return 0;
+			return EXIT_SUCCESS;
 		case CONFIG_VERSION:
 			printf("cellcms-relay %s\n", RELAY_VERSION);
-			return 0;
+			return EXIT_SUCCESS;
 		case CONFIG_ERROR:
 			fprintf(stderr, "cellcms-relay: %s\n", err);
-			return 2;
+			return CONFIG_EXIT_STATUS;
 	}
 	log_set_level((log_level) r.cfg.log_level);
 	if (set_connection_limit(&r.cfg) != 0 || setup_auth(&r) != 0)
 	{
 		auth_config_free(&r.auth);
-		return 2;
+		return CONFIG_EXIT_STATUS;
 	}
 	/* A client vanishing mid-write must be an error code, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
@@ -325,7 +360,7 @@ main(int argc, char **argv)
 	uv_loop_init(&r.loop);
 	if (start(&r) != 0)
 	{
-		status = 1;
+		status = EXIT_FAILURE;
 		pg_listener_stop(r.listener, NULL, NULL);
 		r.listener = NULL;
 	}
@@ -340,7 +375,7 @@ main(int argc, char **argv)
 		log_msg(LOG_WARN, "event loop closed with handles still open");
 	hub_free(r.hub);
 	auth_config_free(&r.auth);
-	if (status == 0)
+	if (status == EXIT_SUCCESS)
 		log_msg(LOG_INFO, "stopped");
 	return status;
 }

@@ -1,28 +1,8 @@
 /*
- * pg_listener: two non-blocking libpq connections on a libuv loop, and the
- * delivery rules of relay-arch.md on top of them.  See pg_listener.h.
- *
- * State of the delivery (all on the listener):
- *   F          the frontier snapshot: every change visible in F has been
- *              delivered or was before the relay's start;
- *   D          (position, txid) of events delivered from a NOTIFY whose txid
- *              F does not see yet; a catch-up skips them;
- *   advance    IDLE -> SNAPSHOT (F' being taken) -> CATCHUP (pages of
- *              changes_between(F, F') after catchup_after) -> IDLE with
- *              F := F' and D minus what F' sees;
- *   FIFO       events in delivery order, each maybe waiting for its document.
- *
- * A NOTIFY is dropped when F sees its txid (already delivered by a catch-up
- * or from before the start), when D holds its position, or when the F' of
- * a catch-up in progress sees it (that catch-up delivers it, in position
- * order, unless D holds it).  Otherwise it is delivered and added to D.  A
- * catch-up interrupted by the loss of the query connection resumes with the
- * same F, F' and catchup_after, so nothing it already delivered comes twice.
- *
- * After a re-LISTEN, notifications are held (the LISTEN socket is not read)
- * until an advance whose F' was taken after the LISTEN has delivered what
- * was missed: a change committed after the reconnection must not overtake
- * the changes committed during the outage.
+ * pg_listener: two non-blocking libpq connections on a libuv loop.  What
+ * they ask and what reaches on_event is decided by delivery.c; this file
+ * connects, retries, sends those queries and parses their results.  See
+ * pg_listener.h.
  */
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -31,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "delivery.h"
 #include "pg_listener.h"
 
 typedef enum conn_state
@@ -81,21 +62,6 @@ struct pgconn
 	bool ever_ready;
 };
 
-typedef struct pending
-{
-	rt_event ev;	/* owned */
-	bool needs_doc; /* waits for a document load */
-	bool loading;	/* in the load in flight */
-	bool loaded;
-} pending;
-
-enum advance
-{
-	ADV_IDLE,
-	ADV_SNAPSHOT,
-	ADV_CATCHUP,
-};
-
 struct pg_listener
 {
 	uv_loop_t *loop;
@@ -113,31 +79,11 @@ struct pg_listener
 	void (*closed)(void *);
 	void *closed_arg;
 	uint64_t rand;
-
-	bool have_frontier;
-	snapshot frontier; /* F */
-	char *frontier_text;
-	dset unconfirmed; /* D */
-	bool advance_wanted;
-	enum advance adv;
-	snapshot next; /* F' while ADV_CATCHUP */
-	char *next_text;
-	int64_t catchup_after;
-	unsigned snapshot_gen; /* snapshots sent so far */
-	unsigned next_gen;	   /* the one F' comes from */
-	bool hold_notifies;	   /* after a re-LISTEN, see above */
-	unsigned hold_gen;	   /* the first snapshot that may end the hold */
-	unsigned page_limit;   /* LIMIT of the page in flight, reserved in FIFO */
+	delivery *d; /* NULL once stopping */
 	bool prune_wanted;
-
-	pending *fifo; /* ring of cfg.max_pending_events */
-	size_t fifo_head;
-	size_t fifo_count;
-	size_t docs_wanted; /* queued, needs_doc, neither loading nor loaded */
-	size_t *loading;	/* FIFO slots of the load in flight */
-	size_t nloading;
 	bool reported_connected;
-	pg_listener_stats stats;
+	unsigned long long bad_payloads;
+	unsigned long long reconnects;
 };
 
 /*
@@ -179,13 +125,13 @@ static void conn_fail(pgconn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void progress(pg_listener *l);
 
-/* ---- logging ---------------------------------------------------------- */
+/* ---- logging -------------------------------------------------------- */
 
 static bool
 is_connected(const pg_listener *l)
 {
 	return l->listen.state == CS_READY && l->query.state == CS_READY &&
-		   l->have_frontier;
+		   delivery_frontier(l->d) != NULL;
 }
 
 static void report(pg_listener *l, const char *fmt, ...)
@@ -229,7 +175,7 @@ report_if_ready(pg_listener *l)
 	if (is_connected(l) && !l->reported_connected)
 	{
 		report(l, "ready: listening on channel \"%s\", frontier %s", l->channel,
-			   l->frontier_text);
+			   delivery_frontier(l->d));
 		l->reported_connected = true;
 	}
 }
@@ -258,13 +204,6 @@ finish(pg_listener *l)
 	void (*closed)(void *) = l->closed;
 	void *closed_arg = l->closed_arg;
 
-	snapshot_free(&l->frontier);
-	snapshot_free(&l->next);
-	free(l->frontier_text);
-	free(l->next_text);
-	dset_free(&l->unconfirmed);
-	free(l->fifo);
-	free(l->loading);
 	free(l->conninfo);
 	free(l->channel);
 	free(l);
@@ -365,52 +304,22 @@ poll_set(pgconn *c, int events, bool fresh)
 	return 0;
 }
 
-/* ---- the FIFO ------------------------------------------------------- */
+/* ---- delivery ------------------------------------------------------- */
 
-static size_t
-fifo_room(const pg_listener *l)
-{
-	return l->cfg.max_pending_events - l->fifo_count - l->page_limit;
-}
-
-/* Deliver the head events that wait for nothing. */
+/* Hand every event that waits for nothing to on_event. */
 static void
-fifo_flush(pg_listener *l)
+deliver(pg_listener *l)
 {
-	while (l->fifo_count > 0 && !l->stopping)
-	{
-		pending *p = &l->fifo[l->fifo_head];
+	rt_event ev;
 
-		if (p->needs_doc && !p->loaded)
-			break;
-		l->cbs.on_event(l->arg, &p->ev);
-		l->stats.delivered++;
-		event_free(&p->ev);
-		l->fifo_head = (l->fifo_head + 1) % l->cfg.max_pending_events;
-		l->fifo_count--;
+	while (!l->stopping && delivery_pop(l->d, &ev))
+	{
+		l->cbs.on_event(l->arg, &ev);
+		event_free(&ev);
 	}
 }
 
-/* Queue *ev (ownership moves to the FIFO; *ev is zeroed).  Needs room. */
-static void
-fifo_push(pg_listener *l, rt_event *ev)
-{
-	size_t slot = (l->fifo_head + l->fifo_count) % l->cfg.max_pending_events;
-	pending *p = &l->fifo[slot];
-
-	p->ev = *ev;
-	memset(ev, 0, sizeof(*ev));
-	p->loading = false;
-	p->loaded = false;
-	p->needs_doc = p->ev.truncated || (l->cbs.needs_document != NULL &&
-									   l->cbs.needs_document(l->arg, &p->ev));
-	l->fifo_count++;
-	if (p->needs_doc)
-		l->docs_wanted++;
-	fifo_flush(l);
-}
-
-/* ---- connections ------------------------------------------------------ */
+/* ---- connections ---------------------------------------------------- */
 
 static unsigned
 backoff_ms(pg_listener *l, unsigned failures)
@@ -428,30 +337,14 @@ backoff_ms(pg_listener *l, unsigned failures)
 	return (unsigned) (d / 2 + l->rand % (d - d / 2 + 1));
 }
 
-/* What c's loss means for the delivery state; c is already reset. */
+/* What c's loss means for the delivery; c is already reset. */
 static void
 conn_lost(pgconn *c)
 {
-	pg_listener *l = c->l;
-
 	if (c->is_listen)
-		return; /* the re-LISTEN asks for an advance */
-	/* loads are sent again; a snapshot is taken again; a catch-up resumes
-	 * with its F' where it stopped */
-	for (size_t i = 0; i < l->nloading; i++)
-	{
-		pending *p = &l->fifo[l->loading[i]];
-
-		p->loading = false;
-		l->docs_wanted++;
-	}
-	l->nloading = 0;
-	l->page_limit = 0;
-	if (l->adv == ADV_SNAPSHOT)
-	{
-		l->adv = ADV_IDLE;
-		l->advance_wanted = true;
-	}
+		delivery_listen_lost(c->l->d);
+	else
+		delivery_query_lost(c->l->d);
 }
 
 static void
@@ -517,8 +410,7 @@ conn_update_poll(pgconn *c)
 	/* a blocked LISTEN connection is not read: notifications stay in the
 	 * server's queue (backpressure) instead of libpq's memory */
 	if (!c->is_listen || c->state == CS_SETUP ||
-		(l->have_frontier && !l->hold_notifies && fifo_room(l) > 0 &&
-		 dset_count(&l->unconfirmed) < l->unconfirmed.max))
+		delivery_wants_notifications(l->d))
 		events |= UV_READABLE;
 	f = PQflush(c->conn);
 	if (f < 0)
@@ -581,7 +473,7 @@ conn_established(pgconn *c)
 	report(l, "query connection to %s port %s established",
 		   str_or(PQhost(c->conn), "?"), str_or(PQport(c->conn), "?"));
 	if (c->ever_ready)
-		l->stats.reconnects++;
+		l->reconnects++;
 	c->ever_ready = true;
 	if (conn_update_poll(c))
 		report_if_ready(l);
@@ -654,35 +546,25 @@ conn_start(pgconn *c)
 /* ---- queries -------------------------------------------------------- */
 
 static void
-send_snapshot(pg_listener *l)
-{
-	l->advance_wanted = false;
-	l->adv = ADV_SNAPSHOT;
-	l->snapshot_gen++;
-	send_query(&l->query, OP_SNAPSHOT, snapshot_sql, 0, NULL);
-}
-
-static void
-send_page(pg_listener *l, unsigned limit)
+send_page(pg_listener *l, const delivery_query *q)
 {
 	char after[24], lim[16];
 	const char *params[4];
 
-	snprintf(after, sizeof(after), "%lld", (long long) l->catchup_after);
-	snprintf(lim, sizeof(lim), "%u", limit);
-	params[0] = l->frontier_text;
-	params[1] = l->next_text;
+	snprintf(after, sizeof(after), "%lld", (long long) q->after);
+	snprintf(lim, sizeof(lim), "%u", q->limit);
+	params[0] = q->from;
+	params[1] = q->to;
 	params[2] = after;
 	params[3] = lim;
-	l->page_limit = limit;
 	send_query(&l->query, OP_PAGE, page_sql, 4, params);
 }
 
 static void
-send_documents(pg_listener *l)
+send_documents(pg_listener *l, const delivery_query *q)
 {
 	/* "{p1,p2,...}": at most 20 bytes per position */
-	size_t cap = (size_t) l->cfg.document_batch * 21 + 3;
+	size_t cap = q->npositions * 21 + 3;
 	char *arr = malloc(cap);
 	size_t len = 0;
 	const char *params[1];
@@ -693,21 +575,9 @@ send_documents(pg_listener *l)
 		return;
 	}
 	arr[len++] = '{';
-	for (size_t i = 0; i < l->fifo_count && l->nloading < l->cfg.document_batch;
-		 i++)
-	{
-		size_t slot = (l->fifo_head + i) % l->cfg.max_pending_events;
-		pending *p = &l->fifo[slot];
-
-		if (!p->needs_doc || p->loading || p->loaded)
-			continue;
-		len += (size_t) snprintf(arr + len, cap - len, "%s%lld",
-								 l->nloading ? "," : "",
-								 (long long) p->ev.position);
-		p->loading = true;
-		l->loading[l->nloading++] = slot;
-		l->docs_wanted--;
-	}
+	for (size_t i = 0; i < q->npositions; i++)
+		len += (size_t) snprintf(arr + len, cap - len, "%s%lld", i ? "," : "",
+								 (long long) q->positions[i]);
 	arr[len++] = '}';
 	arr[len] = '\0';
 	params[0] = arr;
@@ -715,106 +585,71 @@ send_documents(pg_listener *l)
 	free(arr);
 }
 
-/*
- * Send the next query when the query connection is idle.  Loads first:
- * they hold up delivery.  A catch-up in progress owns the connection until
- * it ends (a page waits for room in the FIFO).
- */
+/* Send what delivery asks for; housekeeping when it asks nothing. */
 static void
 kick(pg_listener *l)
 {
 	pgconn *c = &l->query;
+	delivery_query q;
 
 	if (l->stopping || c->state != CS_READY || c->op != OP_NONE)
 		return;
-	if (l->docs_wanted > 0)
-		send_documents(l);
-	else if (l->adv == ADV_CATCHUP)
+	switch (delivery_next_query(l->d, &q))
 	{
-		size_t room = fifo_room(l);
-
-		if (room > 0)
-			send_page(l, room < l->cfg.catchup_batch ? (unsigned) room
-													 : l->cfg.catchup_batch);
-	}
-	else if (l->advance_wanted && l->adv == ADV_IDLE &&
-			 (l->have_frontier || l->listen.state == CS_READY))
-		send_snapshot(l);
-	else if (l->prune_wanted && l->have_frontier)
-	{
-		l->prune_wanted = false;
-		send_query(c, OP_PRUNE, prune_sql, 0, NULL);
+		case DELIVERY_SNAPSHOT:
+			send_query(c, OP_SNAPSHOT, snapshot_sql, 0, NULL);
+			break;
+		case DELIVERY_PAGE:
+			send_page(l, &q);
+			break;
+		case DELIVERY_DOCUMENTS:
+			send_documents(l, &q);
+			break;
+		case DELIVERY_IDLE:
+			if (l->prune_wanted && delivery_frontier(l->d) != NULL)
+			{
+				l->prune_wanted = false;
+				send_query(c, OP_PRUNE, prune_sql, 0, NULL);
+			}
+			break;
+		case DELIVERY_WAIT:
+			break;
 	}
 }
 
-/* F' was taken: the first one becomes F, later ones start a catch-up. */
 static bool
 snapshot_done(pg_listener *l, PGresult *r)
 {
-	snapshot s;
 	char err[128];
-	char *text;
 
 	if (PQntuples(r) != 1 || PQnfields(r) != 1 || PQgetisnull(r, 0, 0))
 	{
 		conn_fail(&l->query, "unexpected pg_current_snapshot() result");
 		return false;
 	}
-	if (snapshot_parse(PQgetvalue(r, 0, 0), (size_t) PQgetlength(r, 0, 0), &s,
-					   err, sizeof(err)) < 0)
+	if (delivery_snapshot_taken(l->d, PQgetvalue(r, 0, 0),
+								(size_t) PQgetlength(r, 0, 0), err,
+								sizeof(err)) < 0)
 	{
 		conn_fail(&l->query, "pg_current_snapshot(): %s", err);
 		return false;
 	}
-	text = strdup(PQgetvalue(r, 0, 0));
-	if (text == NULL)
-	{
-		snapshot_free(&s);
-		conn_fail(&l->query, "out of memory");
-		return false;
-	}
-	if (!l->have_frontier)
-	{
-		l->frontier = s;
-		l->frontier_text = text;
-		l->have_frontier = true;
-		l->adv = ADV_IDLE;
-		report_if_ready(l);
-	}
-	else
-	{
-		l->next = s;
-		l->next_text = text;
-		l->next_gen = l->snapshot_gen;
-		l->catchup_after = 0;
-		l->adv = ADV_CATCHUP;
-	}
+	report_if_ready(l);
 	return true;
 }
 
-static void
-advance_done(pg_listener *l)
+/* NULL for a NULL column. */
+static const char *
+value_or_null(const PGresult *r, int row, int col)
 {
-	snapshot_free(&l->frontier);
-	free(l->frontier_text);
-	l->frontier = l->next;
-	l->frontier_text = l->next_text;
-	memset(&l->next, 0, sizeof(l->next));
-	l->next_text = NULL;
-	dset_remove_visible(&l->unconfirmed, &l->frontier);
-	l->adv = ADV_IDLE;
-	if (l->hold_notifies && l->next_gen >= l->hold_gen)
-		l->hold_notifies = false;
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
-/* A page of the catch-up: rows D does not hold are delivered. */
 static bool
 page_done(pg_listener *l, PGresult *r)
 {
 	int n = PQntuples(r);
-	unsigned limit = l->page_limit;
 
-	l->page_limit = 0;
 	if (PQnfields(r) != 7)
 	{
 		conn_fail(&l->query, "unexpected catch-up result");
@@ -826,41 +661,21 @@ page_done(pg_listener *l, PGresult *r)
 		char err[128];
 		long long pos = strtoll(PQgetvalue(r, i, 0), NULL, 10);
 
-		/* position orders the pages, whatever else is wrong with the row */
-		if (pos > l->catchup_after)
-			l->catchup_after = pos;
 		if (event_from_row(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
 						   PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
-						   PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4),
-						   PQgetvalue(r, i, 5), PQgetvalue(r, i, 6), &ev, err,
-						   sizeof(err)) < 0)
+						   value_or_null(r, i, 4), PQgetvalue(r, i, 5),
+						   PQgetvalue(r, i, 6), &ev, err, sizeof(err)) < 0)
 		{
 			report(l, "skipped change log row %lld: %s", pos, err);
+			/* its position still orders the pages */
+			delivery_page_row(l->d, pos, NULL);
 			continue;
 		}
-		if (dset_contains(&l->unconfirmed, ev.position))
-		{
-			event_free(&ev);
-			continue;
-		}
-		l->stats.from_catchup++;
-		fifo_push(l, &ev);
+		delivery_page_row(l->d, pos, &ev);
+		deliver(l);
 	}
-	if ((unsigned) n < limit)
-		advance_done(l);
+	delivery_page_done(l->d);
 	return true;
-}
-
-/* Replace *dst by a copy of src; on failure *dst stays. */
-static void
-replace_string(char **dst, const char *src)
-{
-	char *s = src ? strdup(src) : NULL;
-
-	if (src != NULL && s == NULL)
-		return;
-	free(*dst);
-	*dst = s;
 }
 
 static bool
@@ -876,45 +691,18 @@ documents_done(pg_listener *l, PGresult *r)
 	for (int i = 0; i < n; i++)
 	{
 		long long pos = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-		pending *p = NULL;
 		json_error_t jerr;
-
-		for (size_t k = 0; k < l->nloading; k++)
-		{
-			if (l->fifo[l->loading[k]].ev.position == pos)
-			{
-				p = &l->fifo[l->loading[k]];
-				break;
-			}
-		}
-		if (p == NULL || p->ev.document != NULL)
-			continue;
-		p->ev.document =
+		json_t *doc =
 			json_loadb(PQgetvalue(r, i, 4), (size_t) PQgetlength(r, i, 4),
 					   JSON_REJECT_DUPLICATES, &jerr);
-		if (p->ev.document == NULL)
-			report(l, "document of change %lld not loaded: %s", pos, jerr.text);
-		else
-			l->stats.documents_loaded++;
-		if (p->ev.truncated && !PQgetisnull(r, i, 1) && !PQgetisnull(r, i, 2))
-		{
-			replace_string(&p->ev.dataset, PQgetvalue(r, i, 1));
-			replace_string(&p->ev.document_id, PQgetvalue(r, i, 2));
-			replace_string(&p->ev.document_type,
-						   PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3));
-			p->ev.truncated = false;
-		}
-	}
-	/* rows not found were pruned: those events go without a document */
-	for (size_t k = 0; k < l->nloading; k++)
-	{
-		pending *p = &l->fifo[l->loading[k]];
 
-		p->loading = false;
-		p->loaded = true;
+		if (doc == NULL)
+			report(l, "document of change %lld not loaded: %s", pos, jerr.text);
+		delivery_document(l->d, pos, value_or_null(r, i, 1),
+						  value_or_null(r, i, 2), value_or_null(r, i, 3), doc);
 	}
-	l->nloading = 0;
-	fifo_flush(l);
+	delivery_documents_done(l->d);
+	deliver(l);
 	return true;
 }
 
@@ -970,16 +758,9 @@ op_done(pgconn *c, query_op op, PGresult *r)
 		case OP_LISTEN:
 			c->state = CS_READY;
 			if (c->ever_ready)
-				l->stats.reconnects++;
+				l->reconnects++;
 			c->ever_ready = true;
-			/* NOTIFYs were lost while not listening: catch up from F, and
-			 * hold the new ones until that catch-up is delivered */
-			l->advance_wanted = true;
-			if (l->have_frontier)
-			{
-				l->hold_notifies = true;
-				l->hold_gen = l->snapshot_gen + 1;
-			}
+			delivery_listen_started(l->d);
 			report(l, "LISTEN connection to %s port %s established",
 				   str_or(PQhost(c->conn), "?"), str_or(PQport(c->conn), "?"));
 			report_if_ready(l);
@@ -1056,24 +837,12 @@ handle_notify(pg_listener *l, const PGnotify *n)
 	if (event_from_notify(n->extra, strlen(n->extra), &ev, err, sizeof(err)) <
 		0)
 	{
-		l->stats.bad_payloads++;
+		l->bad_payloads++;
 		report(l, "ignored a notification from backend %d: %s", n->be_pid, err);
 		return;
 	}
-	if (snapshot_visible(&l->frontier, ev.txid) ||
-		dset_contains(&l->unconfirmed, ev.position) ||
-		(l->adv == ADV_CATCHUP && snapshot_visible(&l->next, ev.txid)))
-	{
-		l->stats.duplicates++;
-		event_free(&ev);
-		return;
-	}
-	dset_add(&l->unconfirmed, ev.position, ev.txid);
-	/* an advance empties D of everything committed before it started */
-	if (dset_count(&l->unconfirmed) >= l->unconfirmed.max / 2)
-		l->advance_wanted = true;
-	l->stats.from_notify++;
-	fifo_push(l, &ev);
+	delivery_notify(l->d, &ev);
+	deliver(l);
 }
 
 /* Take the notifications libpq holds, as far as the bounds allow. */
@@ -1084,8 +853,7 @@ listen_drain(pg_listener *l)
 
 	if (c->state != CS_READY)
 		return;
-	while (l->have_frontier && !l->hold_notifies && fifo_room(l) > 0 &&
-		   dset_count(&l->unconfirmed) < l->unconfirmed.max && !l->stopping)
+	while (!l->stopping && delivery_wants_notifications(l->d))
 	{
 		PGnotify *n = PQnotifies(c->conn);
 
@@ -1131,7 +899,7 @@ on_advance_timer(uv_timer_t *t)
 {
 	pg_listener *l = t->data;
 
-	l->advance_wanted = true;
+	delivery_interval_elapsed(l->d);
 	progress(l);
 }
 
@@ -1206,6 +974,7 @@ pg_listener_start(uv_loop_t *loop, const pg_listener_config *cfg,
 				  size_t errlen)
 {
 	const char *bad = config_check(cfg);
+	delivery_config dcfg;
 	pg_listener *l;
 
 	if (bad == NULL && (cbs == NULL || cbs->on_event == NULL))
@@ -1227,11 +996,15 @@ pg_listener_start(uv_loop_t *loop, const pg_listener_config *cfg,
 		l->rand = 1;
 	l->conninfo = strdup(cfg->conninfo);
 	l->channel = strdup(cfg->channel);
-	l->fifo = calloc(cfg->max_pending_events, sizeof(*l->fifo));
-	l->loading = calloc(cfg->document_batch, sizeof(*l->loading));
-	if (!l->conninfo || !l->channel || !l->fifo || !l->loading ||
-		dset_init(&l->unconfirmed, cfg->max_unconfirmed,
-				  l->rand * UINT64_C(0x9e3779b97f4a7c15)) < 0)
+	dcfg.catchup_batch = cfg->catchup_batch;
+	dcfg.document_batch = cfg->document_batch;
+	dcfg.max_pending_events = cfg->max_pending_events;
+	dcfg.max_unconfirmed = cfg->max_unconfirmed;
+	dcfg.key = l->rand * UINT64_C(0x9e3779b97f4a7c15);
+	dcfg.needs_document = cbs->needs_document;
+	dcfg.arg = arg;
+	l->d = delivery_new(&dcfg);
+	if (!l->conninfo || !l->channel || !l->d)
 		goto nomem;
 	l->cfg.conninfo = l->conninfo;
 	l->cfg.channel = l->channel;
@@ -1249,7 +1022,6 @@ pg_listener_start(uv_loop_t *loop, const pg_listener_config *cfg,
 		uv_timer_start(&l->prune_timer, on_prune_timer,
 					   (uint64_t) cfg->prune_interval_s * 1000,
 					   (uint64_t) cfg->prune_interval_s * 1000);
-	l->advance_wanted = true;
 	conn_start(&l->listen);
 	conn_start(&l->query);
 	return l;
@@ -1257,11 +1029,9 @@ pg_listener_start(uv_loop_t *loop, const pg_listener_config *cfg,
 nomem:
 	if (l != NULL)
 	{
-		dset_free(&l->unconfirmed);
+		delivery_free(l->d);
 		free(l->conninfo);
 		free(l->channel);
-		free(l->fifo);
-		free(l->loading);
 		free(l);
 	}
 	snprintf(err, errlen, "out of memory");
@@ -1287,15 +1057,23 @@ pg_listener_stop(pg_listener *l, void (*closed)(void *), void *closed_arg)
 	}
 	uv_close((uv_handle_t *) &l->advance_timer, timer_closed);
 	uv_close((uv_handle_t *) &l->prune_timer, timer_closed);
-	for (size_t i = 0; i < l->fifo_count; i++)
-		event_free(&l->fifo[(l->fifo_head + i) % l->cfg.max_pending_events].ev);
-	l->fifo_count = 0;
+	delivery_free(l->d);
+	l->d = NULL;
 }
 
 void
 pg_listener_get_stats(const pg_listener *l, pg_listener_stats *out)
 {
-	*out = l->stats;
-	out->pending = l->fifo_count;
-	out->unconfirmed = dset_count(&l->unconfirmed);
+	delivery_stats ds;
+
+	delivery_get_stats(l->d, &ds);
+	out->delivered = ds.delivered;
+	out->from_notify = ds.from_notify;
+	out->from_catchup = ds.from_catchup;
+	out->duplicates = ds.duplicates;
+	out->bad_payloads = l->bad_payloads;
+	out->documents_loaded = ds.documents_loaded;
+	out->reconnects = l->reconnects;
+	out->pending = ds.pending;
+	out->unconfirmed = ds.unconfirmed;
 }

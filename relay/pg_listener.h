@@ -11,14 +11,14 @@
  *     catch-up pages of cellcms_rt.changes_between(), batched document
  *     loads and cellcms_rt.prune().
  *
- * Delivery (relay-arch.md, "Delivery guarantees"): NOTIFY is the doorbell;
- * a frontier snapshot F and the set D of (position, txid) delivered from a
- * NOTIFY but not yet visible in F make the periodic catch-up
- * (changes_between(F, F')) deliver exactly what was missed, once: while a
- * connection is down, after a restart of PostgreSQL, or a NOTIFY lost for
- * any other reason.  Events reach on_event strictly in the order they were
- * queued; an event whose document is needed waits for it, and the events
- * behind it wait too.
+ * Delivery (docs/architecture.md, "Delivery guarantees"; the rules are in
+ * delivery.h): NOTIFY is the doorbell; a frontier snapshot F and the set D
+ * of (position, txid) delivered from a NOTIFY but not yet visible in F make
+ * the periodic catch-up (changes_between(F, F')) deliver exactly what was
+ * missed, once: while a connection is down, after a restart of PostgreSQL,
+ * or a NOTIFY lost for any other reason.  Events reach on_event strictly in
+ * the order they were queued; an event whose document is needed waits for
+ * it, and the events behind it wait too.
  *
  * Everything is bounded: the FIFO of queued events (max_pending_events; when
  * full, the LISTEN socket is not read and catch-up pages wait: backpressure

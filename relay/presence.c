@@ -8,23 +8,31 @@
  * and on its connection's list (drop on close, bounded by
  * max_docs_per_conn, so scanning it is cheap).
  *
+ * The per-dataset, per-document lists are ilist.h dlists: an entity leaves
+ * them in O(1) whatever their length.  A connection's memberships form a
+ * plain singly-linked chain: every operation on it scans it anyway (to find
+ * the document, or to drop them all), and a second link would make each
+ * membership 8 bytes larger.
+ *
  * Entities that disappear during an operation are parked on a graveyard
  * and freed at the start of the next modifying call, so that the diffs
  * returned can keep pointing at their strings without copies.
  */
-#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "htab.h"
+#include "ilist.h"
 #include "presence.h"
+#include "tstr.h"
 
 /* ---- state ---------------------------------------------------------- */
 
 typedef struct pr_dataset
 {
-	hnode hn; /* must be first */
-	presence_doc *first, *last;
+	hnode hn;		 /* must be first */
+	dlist_head docs; /* in the order they got their first user */
 	char name[];
 } pr_dataset;
 
@@ -32,9 +40,9 @@ struct presence_doc
 {
 	hnode hn; /* must be first */
 	pr_dataset *ds;
-	presence_doc *prev, *next;		 /* dataset's documents, join order */
-	presence_user *ufirst, *ulast;	 /* present users, join order */
-	struct presence_member *members; /* most recent first */
+	dlist_node ds_link; /* on ds->docs */
+	dlist_head users;	/* present users, join order */
+	dlist_head members; /* most recent first */
 	char id[];
 };
 
@@ -42,9 +50,9 @@ struct presence_user
 {
 	hnode hn; /* must be first */
 	presence_doc *doc;
-	presence_user *prev, *next;
-	const char *name; /* points into id[], after the id's NUL */
-	uint32_t nconns;  /* this user's connections on the document */
+	dlist_node doc_link; /* on doc->users */
+	const char *name;	 /* points into id[], after the id's NUL */
+	uint32_t nconns;	 /* this user's connections on the document */
 	char id[];
 };
 
@@ -52,7 +60,7 @@ typedef struct pr_conn
 {
 	hnode hn; /* must be first */
 	void *conn;
-	struct presence_member *members; /* via conn_next */
+	struct presence_member *members; /* via conn_next, newest first */
 	uint32_t n;
 } pr_conn;
 
@@ -61,7 +69,7 @@ struct presence_member
 	pr_conn *conn;
 	presence_user *user;
 	presence_member *conn_next;
-	presence_member *prev, *next; /* document's list */
+	dlist_node doc_link; /* on user->doc->members */
 };
 
 struct presence
@@ -73,6 +81,25 @@ struct presence
 	size_t ndiffs;
 	hnode *grave; /* datasets, docs and users to free, via hn.next */
 };
+
+/* The element of a dlist node, or NULL past either end. */
+static const presence_doc *
+doc_at(const dlist_node *n)
+{
+	return n ? dlist_container(presence_doc, ds_link, n) : NULL;
+}
+
+static const presence_user *
+user_at(const dlist_node *n)
+{
+	return n ? dlist_container(presence_user, doc_link, n) : NULL;
+}
+
+static const presence_member *
+member_at(const dlist_node *n)
+{
+	return n ? dlist_container(presence_member, doc_link, n) : NULL;
+}
 
 static uint64_t
 doc_hash(const presence *p, const pr_dataset *ds, const char *id)
@@ -182,21 +209,30 @@ err:
 }
 
 static void
-free_table(htab *t)
+free_entry(hnode *e, void *arg)
 {
-	if (!t->b)
-		return;
-	for (size_t i = 0; i <= t->mask; i++)
-	{
-		hnode *e = t->b[i], *next;
+	free(e);
+}
 
-		for (; e; e = next)
-		{
-			next = e->next;
-			free(e);
-		}
+/* Memberships hang off connections only. */
+static void
+free_conn_entry(hnode *e, void *arg)
+{
+	presence_member *m = ((pr_conn *) e)->members, *next;
+
+	for (; m; m = next)
+	{
+		next = m->conn_next;
+		free(m);
 	}
-	free(t->b);
+	free(e);
+}
+
+static void
+free_table(htab *t, void (*free_fn)(hnode *, void *))
+{
+	htab_free_entries(t, free_fn, NULL);
+	htab_free(t);
 }
 
 void
@@ -207,46 +243,12 @@ presence_free(presence *p)
 	if (!p)
 		return;
 	begin_op(p, &unused);
-	/* Memberships hang off connections only. */
-	for (size_t i = 0; p->conns.b && i <= p->conns.mask; i++)
-		for (hnode *e = p->conns.b[i]; e; e = e->next)
-		{
-			presence_member *m = ((pr_conn *) e)->members, *next;
-
-			for (; m; m = next)
-			{
-				next = m->conn_next;
-				free(m);
-			}
-		}
-	free_table(&p->conns);
-	free_table(&p->users);
-	free_table(&p->docs);
-	free_table(&p->datasets);
+	free_table(&p->conns, free_conn_entry);
+	free_table(&p->users, free_entry);
+	free_table(&p->docs, free_entry);
+	free_table(&p->datasets, free_entry);
 	free(p->diffs);
 	free(p);
-}
-
-/*
- * One block: a struct whose flexible array member starts at `off`, holding
- * the string a and, when b is given, b right after it (*bcopy points to it).
- */
-static void *
-alloc_with_strings(size_t size, size_t off, const char *a, const char *b,
-				   char **bcopy)
-{
-	size_t la = strlen(a) + 1, lb = b ? strlen(b) + 1 : 0;
-	char *blk = calloc(1, off + la + lb > size ? off + la + lb : size);
-
-	if (!blk)
-		return NULL;
-	memcpy(blk + off, a, la);
-	if (b)
-	{
-		memcpy(blk + off + la, b, lb);
-		*bcopy = blk + off + la;
-	}
-	return blk;
 }
 
 presence_status
@@ -279,24 +281,19 @@ presence_join(presence *p, void *conn, const char *dataset, const char *doc_id,
 		goto err;
 	if (!c && !(c = newc = calloc(1, sizeof(*c))))
 		goto err;
-	if (!ds && !(ds = newds =
-					 alloc_with_strings(sizeof(*ds), offsetof(pr_dataset, name),
-										dataset, NULL, NULL)))
+	if (!ds && !(ds = newds = TSTR_NEW(pr_dataset, name, dataset)))
 		goto err;
-	if (!d &&
-		!(d = newd = alloc_with_strings(sizeof(*d), offsetof(presence_doc, id),
-										doc_id, NULL, NULL)))
+	if (!d && !(d = newd = TSTR_NEW(presence_doc, id, doc_id)))
 		goto err;
 	if (!u)
 	{
-		char *name;
+		char *copies[2];
 
-		newu =
-			alloc_with_strings(sizeof(*newu), offsetof(presence_user, id),
-							   user_id, user_name ? user_name : user_id, &name);
+		newu = TSTR_ALLOC(presence_user, id, copies, tstr_of(user_id),
+						  tstr_of(user_name ? user_name : user_id));
 		if (!newu)
 			goto err;
-		newu->name = name;
+		newu->name = copies[1];
 		u = newu;
 	}
 
@@ -306,28 +303,23 @@ presence_join(presence *p, void *conn, const char *dataset, const char *doc_id,
 		htab_insert(&p->conns, &newc->hn, htab_ptrhash(conn));
 	}
 	if (newds)
+	{
+		dlist_init(&newds->docs);
 		htab_insert(&p->datasets, &newds->hn,
 					htab_siphash(p->key, dataset, strlen(dataset)));
+	}
 	if (newd)
 	{
 		newd->ds = ds;
-		newd->prev = ds->last;
-		if (ds->last)
-			ds->last->next = newd;
-		else
-			ds->first = newd;
-		ds->last = newd;
+		dlist_init(&newd->users);
+		dlist_init(&newd->members);
+		dlist_push_tail(&ds->docs, &newd->ds_link);
 		htab_insert(&p->docs, &newd->hn, doc_hash(p, ds, doc_id));
 	}
 	if (newu)
 	{
 		newu->doc = d;
-		newu->prev = d->ulast;
-		if (d->ulast)
-			d->ulast->next = newu;
-		else
-			d->ufirst = newu;
-		d->ulast = newu;
+		dlist_push_tail(&d->users, &newu->doc_link);
 		htab_insert(&p->users, &newu->hn, user_hash(p, d, user_id));
 
 		p->diffs[0] = (presence_diff){PRESENCE_JOINED, ds->name, d->id,
@@ -341,10 +333,7 @@ presence_join(presence *p, void *conn, const char *dataset, const char *doc_id,
 	m->conn_next = c->members;
 	c->members = m;
 	c->n++;
-	m->next = d->members;
-	if (d->members)
-		d->members->prev = m;
-	d->members = m;
+	dlist_push_head(&d->members, &m->doc_link);
 	return PRESENCE_OK;
 
 err:
@@ -370,43 +359,24 @@ remove_member(presence *p, presence_member **link, presence_member *m)
 
 	*link = m->conn_next;
 	m->conn->n--;
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		d->members = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
+	dlist_delete(&m->doc_link);
 	free(m);
 
 	if (--u->nconns > 0)
 		return;
 	p->diffs[p->ndiffs++] =
 		(presence_diff){PRESENCE_LEFT, ds->name, d->id, u->id, u->name};
-	if (u->prev)
-		u->prev->next = u->next;
-	else
-		d->ufirst = u->next;
-	if (u->next)
-		u->next->prev = u->prev;
-	else
-		d->ulast = u->prev;
+	dlist_delete(&u->doc_link);
 	htab_remove(&p->users, &u->hn);
 	bury(p, &u->hn);
 
-	if (d->ufirst)
+	if (!dlist_is_empty(&d->users))
 		return;
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		ds->first = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	else
-		ds->last = d->prev;
+	dlist_delete(&d->ds_link);
 	htab_remove(&p->docs, &d->hn);
 	bury(p, &d->hn);
 
-	if (ds->first)
+	if (!dlist_is_empty(&ds->docs))
 		return;
 	htab_remove(&p->datasets, &ds->hn);
 	bury(p, &ds->hn);
@@ -472,13 +442,13 @@ presence_docs(const presence *p, const char *dataset)
 {
 	const pr_dataset *ds = find_dataset(p, dataset);
 
-	return ds ? ds->first : NULL;
+	return ds ? doc_at(dlist_head_node(&ds->docs)) : NULL;
 }
 
 const presence_doc *
 presence_doc_next(const presence_doc *d)
 {
-	return d->next;
+	return doc_at(dlist_next_node(&d->ds->docs, &d->ds_link));
 }
 
 const char *
@@ -490,13 +460,13 @@ presence_doc_id(const presence_doc *d)
 const presence_user *
 presence_doc_users(const presence_doc *d)
 {
-	return d->ufirst;
+	return user_at(dlist_head_node(&d->users));
 }
 
 const presence_user *
 presence_user_next(const presence_user *u)
 {
-	return u->next;
+	return user_at(dlist_next_node(&u->doc->users, &u->doc_link));
 }
 
 const char *
@@ -517,13 +487,13 @@ presence_members(const presence *p, const char *dataset, const char *doc_id)
 	const pr_dataset *ds = find_dataset(p, dataset);
 	const presence_doc *d = ds ? find_doc(p, ds, doc_id) : NULL;
 
-	return d ? d->members : NULL;
+	return d ? member_at(dlist_head_node(&d->members)) : NULL;
 }
 
 const presence_member *
 presence_member_next(const presence_member *m)
 {
-	return m->next;
+	return member_at(dlist_next_node(&m->user->doc->members, &m->doc_link));
 }
 
 void *

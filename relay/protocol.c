@@ -5,8 +5,11 @@
  * of exactly that size.  Escaping short strings twice costs less than a
  * json_t tree or a growing buffer, and the message is one allocation.
  */
+#include <jansson.h>
 #include <string.h>
 
+#include "outq.h"
+#include "presence.h"
 #include "protocol.h"
 
 /* ---- parsing -------------------------------------------------------- */

@@ -20,8 +20,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "outq.h"
-#include "presence.h"
+/* Only pointers to these: their users include outq.h and presence.h. */
+typedef struct outmsg outmsg;
+typedef struct presence presence;
+typedef struct presence_diff presence_diff;
 
 /*
  * Limits on fields of client frames.  The frame itself is bounded by the

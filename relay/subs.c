@@ -6,10 +6,10 @@
  *             text (users counts the groups; the last one frees it);
  *   datasets  name -> its scan list of unindexed groups and the
  *             attributes its buckets index;
- *   types     (dataset, attribute, value) -> a bucket: the groups whose
- *             filter can only match documents with that value (an
- *             equality key, groq_filter_eq_key(), such as `_id == $id`,
- *             else the type key `_type == "post"`);
+ *   buckets   (dataset, attribute, value) -> the groups whose filter can
+ *             only match documents with that value (an equality key,
+ *             groq_filter_eq_key(), such as `_id == $id`, else the type
+ *             key `_type == "post"`);
  *   needs     (dataset, type) -> how many groups of that type key need the
  *             document while indexed by another attribute;
  *   groups    (dataset, filter, canonical params) -> the connections;
@@ -19,15 +19,28 @@
  * at index idx of its group's arrays, which lets a connection leave a group
  * of any size by swap-remove.
  *
+ * A bucket's groups, a scan list and a dataset's attributes are ilist.h
+ * dlists, in creation order so that matching order is deterministic.  A
+ * connection's subscriptions form a singly-linked chain: every operation
+ * on it scans it anyway (to find a text, or to drop them all), and a
+ * second link would make each subscription record 8 bytes larger.
+ *
  * Mutations allocate everything they may need first and link it second, so
- * that an error leaves the registry as it was.
+ * that an error leaves the registry as it was (see sub_plan).
  */
-#include <stddef.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
+#include "groq.h"
 #include "htab.h"
+#include "ilist.h"
 #include "subs.h"
+#include "tstr.h"
 
 typedef struct sgroup sgroup;
 typedef struct ssub ssub;
@@ -42,16 +55,10 @@ typedef struct sfilter
 	char text[]; /* NUL-terminated */
 } sfilter;
 
-/* Groups in creation order, so that matching order is deterministic. */
-typedef struct glist
-{
-	sgroup *first, *last;
-} glist;
-
 /* An attribute that buckets of a dataset index (few per dataset). */
 typedef struct skeyattr
 {
-	struct skeyattr *next; /* the dataset's, in creation order */
+	dlist_node link; /* on the dataset's keyattrs */
 	size_t nbuckets;
 	bool with_type; /* buckets keyed by (_type, attribute) */
 	char name[];
@@ -60,9 +67,9 @@ typedef struct skeyattr
 typedef struct sdataset
 {
 	hnode hn;			   /* must be first; s->datasets */
-	glist scan;			   /* groups without a key */
+	dlist_head scan;	   /* groups without a key */
 	size_t scan_needs_doc; /* of which reading more than _id/_type */
-	skeyattr *keyattrs;
+	dlist_head keyattrs;
 	size_t keyed_needs_doc; /* groups reading more than _id/_type in
 							 * buckets of attributes other than _type,
 							 * whose filter has no type key */
@@ -83,27 +90,27 @@ typedef struct sneed
 	char type[];
 } sneed;
 
-typedef struct stype
+/* The groups of one value of one attribute of a dataset. */
+typedef struct sbucket
 {
-	hnode hn; /* must be first; s->types */
-	sdataset *ds;
+	hnode hn; /* must be first; s->buckets */
 	skeyattr *attr;
-	glist groups;
+	dlist_head groups;
 	size_t needs_doc;
-	char name[]; /* the attribute's value */
-} stype;
+	char value[]; /* the attribute's value, as a key text */
+} sbucket;
 
 struct sgroup
 {
 	hnode hn; /* must be first; s->groups */
 	sdataset *ds;
-	stype *type; /* NULL: on ds->scan */
+	sbucket *bucket; /* NULL: on ds->scan */
 	sfilter *filter;
-	sneed *need;		 /* counted there, or NULL */
-	sgroup *prev, *next; /* type's or scan list */
-	json_t *params;		 /* owned; NULL means {} */
-	void **conns;		 /* conns[0..n): the handles given to on_match */
-	ssub **members;		 /* members[i]->idx == i */
+	sneed *need;	 /* counted there, or NULL */
+	dlist_node link; /* on bucket->groups or ds->scan */
+	json_t *params;	 /* owned; NULL means {} */
+	void **conns;	 /* conns[0..n): the handles given to on_match */
+	ssub **members;	 /* members[i]->idx == i */
 	uint32_t n, cap;
 	char params_text[]; /* canonical JSON; "" for no params */
 };
@@ -125,7 +132,7 @@ struct ssub
 
 struct subs
 {
-	htab filters, datasets, types, needs, groups, conns;
+	htab filters, datasets, buckets, needs, groups, conns;
 	groq_limits limits;
 	size_t max_per_conn;
 	uint8_t key[16];
@@ -172,42 +179,47 @@ dataset_find(const subs *s, const char *name)
 static skeyattr *
 keyattr_find(const sdataset *ds, const char *name, bool with_type)
 {
-	for (skeyattr *a = ds->keyattrs; a; a = a->next)
+	dlist_iter it;
+
+	dlist_foreach(it, &ds->keyattrs)
+	{
+		skeyattr *a = dlist_container(skeyattr, link, it.cur);
+
 		if (a->with_type == with_type && !strcmp(a->name, name))
 			return a;
+	}
 	return NULL;
 }
 
 /* An attribute belongs to one dataset: its address keys the bucket. */
 static uint64_t
-type_hash(const subs *s, const skeyattr *attr, const char *value)
+bucket_hash(const subs *s, const skeyattr *attr, const char *value)
 {
 	return htab_siphash(s->key, value, strlen(value)) ^ htab_ptrhash(attr);
 }
 
-static stype *
-type_find(const subs *s, const skeyattr *attr, const char *value)
+static sbucket *
+bucket_find(const subs *s, const skeyattr *attr, const char *value)
 {
-	uint64_t hash = type_hash(s, attr, value);
+	uint64_t hash = bucket_hash(s, attr, value);
 
-	for (hnode *e = htab_first(&s->types, hash); e; e = e->next)
+	for (hnode *e = htab_first(&s->buckets, hash); e; e = e->next)
 	{
-		stype *t = (stype *) e;
+		sbucket *b = (sbucket *) e;
 
-		if (e->hash == hash && t->attr == attr && !strcmp(t->name, value))
-			return t;
+		if (e->hash == hash && b->attr == attr && !strcmp(b->value, value))
+			return b;
 	}
 	return NULL;
 }
 
-/* The bucket of dataset ds for attribute `attr` equal to value, if any. */
-static stype *
-bucket_find(const subs *s, const sdataset *ds, const char *attr,
-			const char *value)
+/* The bucket of dataset ds for `_type` equal to type_key, if any. */
+static sbucket *
+type_bucket_find(const subs *s, const sdataset *ds, const char *type_key)
 {
-	const skeyattr *a = keyattr_find(ds, attr, false);
+	const skeyattr *a = keyattr_find(ds, "_type", false);
 
-	return a ? type_find(s, a, value) : NULL;
+	return a ? bucket_find(s, a, type_key) : NULL;
 }
 
 static uint64_t
@@ -284,32 +296,7 @@ conn_sub_find(sconn *c, const sfilter *fe)
 	return NULL;
 }
 
-/* ---- lists and members --------------------------------------------- */
-
-static void
-glist_append(glist *l, sgroup *g)
-{
-	g->next = NULL;
-	g->prev = l->last;
-	if (l->last)
-		l->last->next = g;
-	else
-		l->first = g;
-	l->last = g;
-}
-
-static void
-glist_remove(glist *l, sgroup *g)
-{
-	if (g->prev)
-		g->prev->next = g->next;
-	else
-		l->first = g->next;
-	if (g->next)
-		g->next->prev = g->prev;
-	else
-		l->last = g->prev;
-}
+/* ---- groups and members --------------------------------------------- */
 
 /* Room for one more member; -1 when out of memory (g unchanged in
  * meaning: a larger array that was obtained is simply kept). */
@@ -357,20 +344,58 @@ group_free(sgroup *g)
 	free(g);
 }
 
-/* Unlink and free g and whatever only it kept alive (type bucket, dataset,
+static void
+filter_free(sfilter *fe)
+{
+	groq_filter_unref(fe->f);
+	free(fe);
+}
+
+/*
+ * Link a new group into the registry: its table, its bucket or scan list
+ * and the counters subs_needs_document() reads.  Its bucket, dataset,
+ * filter and need are linked already.  group_destroy() undoes it.
+ */
+static void
+group_link(subs *s, sgroup *g)
+{
+	sdataset *ds = g->ds;
+	sfilter *fe = g->filter;
+	sbucket *b = g->bucket;
+
+	htab_insert(&s->groups, &g->hn, group_hash(s, ds, fe, g->params_text));
+	if (b)
+	{
+		dlist_push_tail(&b->groups, &g->link);
+		b->needs_doc += fe->needs_doc;
+		if (g->need)
+			g->need->n++;
+		else if (!is_type_attr(b->attr))
+			ds->keyed_needs_doc += fe->needs_doc;
+	}
+	else
+	{
+		dlist_push_tail(&ds->scan, &g->link);
+		ds->scan_needs_doc += fe->needs_doc;
+	}
+	ds->ngroups++;
+	fe->users++;
+}
+
+/* Unlink and free g and whatever only it kept alive (bucket, dataset,
  * compiled filter). */
 static void
 group_destroy(subs *s, sgroup *g)
 {
 	sdataset *ds = g->ds;
 	sfilter *fe = g->filter;
-	stype *t = g->type;
+	sbucket *b = g->bucket;
 
 	htab_remove(&s->groups, &g->hn);
-	if (t)
+	dlist_delete(&g->link);
+	if (b)
 	{
-		glist_remove(&t->groups, g);
-		t->needs_doc -= fe->needs_doc;
+		b->needs_doc -= fe->needs_doc;
 		if (g->need)
 		{
 			if (--g->need->n == 0)
@@ -379,30 +404,23 @@ group_destroy(subs *s, sgroup *g)
 				free(g->need);
 			}
 		}
-		else if (!is_type_attr(t->attr))
+		else if (!is_type_attr(b->attr))
 			ds->keyed_needs_doc -= fe->needs_doc;
-		if (!t->groups.first)
+		if (dlist_is_empty(&b->groups))
 		{
-			skeyattr *a = t->attr;
+			skeyattr *a = b->attr;
 
-			htab_remove(&s->types, &t->hn);
-			free(t);
+			htab_remove(&s->buckets, &b->hn);
+			free(b);
 			if (--a->nbuckets == 0)
 			{
-				skeyattr **pp = &ds->keyattrs;
-
-				while (*pp != a)
-					pp = &(*pp)->next;
-				*pp = a->next;
+				dlist_delete(&a->link);
 				free(a);
 			}
 		}
 	}
 	else
-	{
-		glist_remove(&ds->scan, g);
 		ds->scan_needs_doc -= fe->needs_doc;
-	}
 	group_free(g);
 	if (--ds->ngroups == 0)
 	{
@@ -412,8 +430,7 @@ group_destroy(subs *s, sgroup *g)
 	if (--fe->users == 0)
 	{
 		htab_remove(&s->filters, &fe->hn);
-		groq_filter_unref(fe->f);
-		free(fe);
+		filter_free(fe);
 	}
 }
 
@@ -454,7 +471,7 @@ group_leave(subs *s, ssub *sub)
 	}
 }
 
-/* ---- public API ----------------------------------------------------- */
+/* ---- registry ------------------------------------------------------- */
 
 subs *
 subs_new(const groq_limits *limits, size_t max_per_conn, const uint8_t seed[16])
@@ -464,44 +481,20 @@ subs_new(const groq_limits *limits, size_t max_per_conn, const uint8_t seed[16])
 	if (!s)
 		return NULL;
 	if (htab_init(&s->filters) < 0 || htab_init(&s->datasets) < 0 ||
-		htab_init(&s->types) < 0 || htab_init(&s->needs) < 0 ||
+		htab_init(&s->buckets) < 0 || htab_init(&s->needs) < 0 ||
 		htab_init(&s->groups) < 0 || htab_init(&s->conns) < 0)
-		goto err;
+	{
+		subs_free(s);
+		return NULL;
+	}
 	s->limits = limits ? *limits : groq_limits_default();
 	s->max_per_conn = max_per_conn ? max_per_conn : SUBS_DEFAULT_MAX_PER_CONN;
 	memcpy(s->key, seed, sizeof(s->key));
 	return s;
-
-err:
-	htab_free(&s->filters);
-	htab_free(&s->datasets);
-	htab_free(&s->types);
-	htab_free(&s->needs);
-	htab_free(&s->groups);
-	htab_free(&s->conns);
-	free(s);
-	return NULL;
-}
-
-/* Free every entry of t with free_entry, then t's buckets. */
-static void
-htab_drain(htab *t, void (*free_entry)(hnode *))
-{
-	for (size_t i = 0; i <= t->mask; i++)
-	{
-		hnode *e = t->b[i], *next;
-
-		for (; e; e = next)
-		{
-			next = e->next;
-			free_entry(e);
-		}
-	}
-	htab_free(t);
 }
 
 static void
-free_conn(hnode *e)
+free_conn_entry(hnode *e, void *arg)
 {
 	sconn *c = (sconn *) e;
 	ssub *sub, *next;
@@ -515,36 +508,41 @@ free_conn(hnode *e)
 }
 
 static void
-free_group(hnode *e)
+free_group_entry(hnode *e, void *arg)
 {
 	group_free((sgroup *) e);
 }
 
 static void
-free_filter(hnode *e)
+free_filter_entry(hnode *e, void *arg)
 {
-	groq_filter_unref(((sfilter *) e)->f);
+	filter_free((sfilter *) e);
+}
+
+static void
+free_entry(hnode *e, void *arg)
+{
 	free(e);
 }
 
 static void
-free_plain(hnode *e)
-{
-	free(e);
-}
-
-static void
-free_dataset(hnode *e)
+free_dataset_entry(hnode *e, void *arg)
 {
 	sdataset *ds = (sdataset *) e;
-	skeyattr *a, *next;
+	dlist_mutable_iter it;
 
-	for (a = ds->keyattrs; a; a = next)
-	{
-		next = a->next;
-		free(a);
-	}
+	dlist_foreach_modify(it, &ds->keyattrs)
+		free(dlist_container(skeyattr, link, it.cur));
 	free(ds);
+}
+
+/* Links between entries of different tables are not followed: every
+ * entry is freed from its own table. */
+static void
+table_drain(htab *t, void (*free_fn)(hnode *, void *))
+{
+	htab_free_entries(t, free_fn, NULL);
+	htab_free(t);
 }
 
 void
@@ -552,18 +550,20 @@ subs_free(subs *s)
 {
 	if (!s)
 		return;
-	htab_drain(&s->conns, free_conn);
-	htab_drain(&s->groups, free_group);
-	htab_drain(&s->types, free_plain);
-	htab_drain(&s->needs, free_plain);
-	htab_drain(&s->datasets, free_dataset);
-	htab_drain(&s->filters, free_filter);
+	table_drain(&s->conns, free_conn_entry);
+	table_drain(&s->groups, free_group_entry);
+	table_drain(&s->buckets, free_entry);
+	table_drain(&s->needs, free_entry);
+	table_drain(&s->datasets, free_dataset_entry);
+	table_drain(&s->filters, free_filter_entry);
 	free(s);
 }
 
+/* ---- new entries (zeroed, unlinked) --------------------------------- */
+
 static const char *const id_type_attrs[] = {"_id", "_type"};
 
-/* A new, unlinked filter entry for text; NULL with *st set on error. */
+/* A new filter entry for text; NULL with *st set on error. */
 static sfilter *
 filter_new(const subs *s, const char *text, size_t len, groq_error *err,
 		   subs_status *st)
@@ -576,7 +576,7 @@ filter_new(const subs *s, const char *text, size_t len, groq_error *err,
 		*st = SUBS_INVALID_QUERY;
 		return NULL;
 	}
-	fe = malloc(sizeof(*fe) + len + 1);
+	fe = TSTR_ALLOC(sfilter, text, NULL, ((tstr){text, len}));
 	if (!fe)
 	{
 		groq_filter_unref(f);
@@ -584,29 +584,68 @@ filter_new(const subs *s, const char *text, size_t len, groq_error *err,
 		return NULL;
 	}
 	fe->f = f;
-	fe->users = 0;
 	fe->needs_doc = !groq_filter_reads_only(f, id_type_attrs, 2);
 	fe->len = len;
-	memcpy(fe->text, text, len);
-	fe->text[len] = '\0';
 	return fe;
 }
 
-/* A zeroed struct of `size` bytes whose flexible array member at name_off
- * holds a copy of name. */
-static void *
-named_new(size_t size, size_t name_off, const char *name)
+static sdataset *
+dataset_new(const char *name)
 {
-	size_t len = strlen(name);
-	char *p = calloc(1, size + len + 1);
+	sdataset *ds = TSTR_NEW(sdataset, name, name);
 
-	if (p)
-		memcpy(p + name_off, name, len + 1);
-	return p;
+	if (ds)
+	{
+		dlist_init(&ds->scan);
+		dlist_init(&ds->keyattrs);
+	}
+	return ds;
 }
 
-#define NAMED_NEW(type, member, name)                                          \
-	((type *) named_new(sizeof(type), offsetof(type, member), (name)))
+static skeyattr *
+keyattr_new(const char *name, bool with_type)
+{
+	skeyattr *a = TSTR_NEW(skeyattr, name, name);
+
+	if (a)
+		a->with_type = with_type;
+	return a;
+}
+
+static sbucket *
+bucket_new(skeyattr *attr, const char *value)
+{
+	sbucket *b = TSTR_NEW(sbucket, value, value);
+
+	if (b)
+	{
+		b->attr = attr;
+		dlist_init(&b->groups);
+	}
+	return b;
+}
+
+static sneed *
+need_new(sdataset *ds, const char *type)
+{
+	sneed *n = TSTR_NEW(sneed, type, type);
+
+	if (n)
+		n->ds = ds;
+	return n;
+}
+
+static sconn *
+conn_new(void *conn)
+{
+	sconn *c = calloc(1, sizeof(*c));
+
+	if (c)
+		c->conn = conn;
+	return c;
+}
+
+/* ---- keys ----------------------------------------------------------- */
 
 /*
  * A key text (groq_eq_key_text()) in buf when it fits, else in a new
@@ -738,212 +777,230 @@ out:
 	return *key != NULL;
 }
 
-subs_status
-subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
-			   size_t query_len, json_t *params, groq_error *err)
+
+/* ---- subscribe ------------------------------------------------------ */
+
+/*
+ * One subscribe, in two phases.  The plan_* steps find what exists and
+ * allocate what is missing (new_*: allocated, not linked) and may fail;
+ * plan_commit() then links everything and cannot fail, or plan_discard()
+ * frees the new entries and the registry is as it was.
+ */
+typedef struct sub_plan
 {
-	groq_error scratch;
-	uint64_t fhash = filter_hash(s, query, query_len);
-	sconn *c = conn_find(s, conn);
-	sfilter *fe = filter_find(s, query, query_len, fhash);
-	ssub **oldp = c && fe ? conn_sub_find(c, fe) : NULL;
-	ssub *old = oldp ? *oldp : NULL;
-	sfilter *new_fe = NULL;
-	sdataset *ds, *new_ds = NULL;
-	stype *t = NULL, *new_t = NULL;
-	skeyattr *ka = NULL, *new_ka = NULL;
-	sneed *need = NULL, *new_need = NULL;
-	const char *key_attr = NULL, *type_key;
-	bool with_type = false;
-	char *key_value = NULL;
-	sgroup *g, *new_g = NULL;
-	sconn *new_c = NULL;
-	ssub *new_sub = NULL;
-	char *dumped = NULL;
-	const char *ptext = "";
+	void *conn;
+	sconn *c, *new_c;
+	ssub *old; /* conn's subscription of this text, or NULL */
+	ssub *new_sub;
+	sfilter *fe, *new_fe;
+	uint64_t fhash;
+	char *dumped;	   /* canonical params (owned), or NULL for none */
+	const char *ptext; /* dumped, or "" */
+	sdataset *ds, *new_ds;
+	sgroup *g, *new_g;
+	skeyattr *ka, *new_ka;
+	sbucket *bucket, *new_bucket;
+	sneed *need, *new_need;
+} sub_plan;
+
+/* conn's record, the text's filter, conn's subscription of the text. */
+static void
+plan_lookup(const subs *s, sub_plan *p, const char *query, size_t len)
+{
+	ssub **oldp;
+
+	p->c = conn_find(s, p->conn);
+	p->fhash = filter_hash(s, query, len);
+	p->fe = filter_find(s, query, len, p->fhash);
+	oldp = p->c && p->fe ? conn_sub_find(p->c, p->fe) : NULL;
+	p->old = oldp ? *oldp : NULL;
+}
+
+/* The compiled filter (compiled now if the text is new), and params that
+ * define every $name it uses. */
+static subs_status
+plan_filter(const subs *s, sub_plan *p, const char *query, size_t len,
+			json_t *params, groq_error *err)
+{
 	subs_status st = SUBS_NOMEM;
 
-	if (!err)
-		err = &scratch;
-	if (!old && c && c->n >= s->max_per_conn)
-		return SUBS_LIMIT;
-	if (!fe)
-	{
-		fe = new_fe = filter_new(s, query, query_len, err, &st);
-		if (!fe)
-			return st;
-	}
-	if (!groq_params_check(fe->f, params, err))
-	{
-		st = SUBS_INVALID_QUERY;
-		goto out;
-	}
+	if (!p->fe && !(p->fe = p->new_fe = filter_new(s, query, len, err, &st)))
+		return st;
+	if (!groq_params_check(p->fe->f, params, err))
+		return SUBS_INVALID_QUERY;
+	return SUBS_OK;
+}
 
+/*
+ * The bucket, and the need counter, of a new group (p->bucket NULL: the
+ * dataset's scan list).  False when out of memory.
+ */
+static bool
+plan_bucket(const subs *s, sub_plan *p, json_t *params)
+{
+	const char *attr, *type_key;
+	bool with_type, ok = false;
+	char *value;
+
+	if (!choose_key(p->fe->f, params, &attr, &with_type, &value))
+		return false;
+	if (!attr)
+		return true;
+	/* Nothing can hang off a dataset, or an attribute, that is new. */
+	p->ka = p->new_ds ? NULL : keyattr_find(p->ds, attr, with_type);
+	if (!p->ka && !(p->ka = p->new_ka = keyattr_new(attr, with_type)))
+		goto out;
+	p->bucket = p->new_ka ? NULL : bucket_find(s, p->ka, value);
+	if (!p->bucket && !(p->bucket = p->new_bucket = bucket_new(p->ka, value)))
+		goto out;
+	type_key = groq_filter_type_key(p->fe->f);
+	if (p->fe->needs_doc && strcmp(attr, "_type") && type_key)
+	{
+		p->need = p->new_ds ? NULL : need_find(s, p->ds, type_key);
+		if (!p->need && !(p->need = p->new_need = need_new(p->ds, type_key)))
+			goto out;
+	}
+	ok = true;
+out:
+	free(value);
+	return ok;
+}
+
+/*
+ * The group of (dataset, filter, params): found, or new with whatever it
+ * needs (dataset, bucket).  False when out of memory.
+ */
+static bool
+plan_group(const subs *s, sub_plan *p, const char *dataset, json_t *params)
+{
 	/*
 	 * Equal params must land in one group whatever their key order, so
 	 * groups are keyed by a canonical encoding.
 	 */
 	if (params && json_object_size(params) > 0)
 	{
-		dumped = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
-		if (!dumped)
-			goto out;
-		ptext = dumped;
+		p->dumped = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+		if (!p->dumped)
+			return false;
+		p->ptext = p->dumped;
 	}
+	p->ds = dataset_find(s, dataset);
+	if (p->ds)
+		p->g = group_find(s, p->ds, p->fe, p->ptext,
+						  group_hash(s, p->ds, p->fe, p->ptext));
+	if (p->g)
+		return true;
+	if (!p->ds && !(p->ds = p->new_ds = dataset_new(dataset)))
+		return false;
+	if (!plan_bucket(s, p, params))
+		return false;
+	p->g = p->new_g = TSTR_NEW(sgroup, params_text, p->ptext);
+	if (!p->g)
+		return false;
+	p->g->ds = p->ds;
+	p->g->bucket = p->bucket;
+	p->g->filter = p->fe;
+	p->g->need = p->need;
+	/* a private copy: the caller's object belongs to its message */
+	return !p->dumped || (p->g->params = json_deep_copy(params)) != NULL;
+}
 
-	ds = dataset_find(s, dataset);
-	g = ds ? group_find(s, ds, fe, ptext, group_hash(s, ds, fe, ptext)) : NULL;
-	if (old && old->group == g)
-	{
-		st = SUBS_OK; /* same text, dataset and params: nothing to do */
-		goto out;
-	}
-	if (!ds)
-	{
-		ds = new_ds = NAMED_NEW(sdataset, name, dataset);
-		if (!ds)
-			goto out;
-	}
-	if (!g && !choose_key(fe->f, params, &key_attr, &with_type, &key_value))
-		goto out;
-	if (!g)
-	{
-		if (key_attr)
-		{
-			ka = new_ds ? NULL : keyattr_find(ds, key_attr, with_type);
-			if (!ka)
-			{
-				ka = new_ka = NAMED_NEW(skeyattr, name, key_attr);
-				if (!ka)
-					goto out;
-				ka->with_type = with_type;
-			}
-			t = new_ka ? NULL : type_find(s, ka, key_value);
-			if (!t)
-			{
-				t = new_t = NAMED_NEW(stype, name, key_value);
-				if (!t)
-					goto out;
-				t->ds = ds;
-				t->attr = ka;
-			}
-			type_key = groq_filter_type_key(fe->f);
-			if (fe->needs_doc && strcmp(key_attr, "_type") && type_key)
-			{
-				need = new_ds ? NULL : need_find(s, ds, type_key);
-				if (!need)
-				{
-					need = new_need = NAMED_NEW(sneed, type, type_key);
-					if (!need)
-						goto out;
-					need->ds = ds;
-				}
-			}
-		}
-		g = new_g = NAMED_NEW(sgroup, params_text, ptext);
-		if (!g)
-			goto out;
-		g->ds = ds;
-		g->type = t;
-		g->filter = fe;
-		g->need = need;
-		/* a private copy: the caller's object belongs to its message */
-		if (dumped && !(g->params = json_deep_copy(params)))
-			goto out;
-	}
-	if (group_reserve(g) < 0)
-		goto out;
-	if (!old)
-	{
-		new_sub = malloc(sizeof(*new_sub));
-		if (!new_sub)
-			goto out;
-		if (!c)
-		{
-			c = new_c = calloc(1, sizeof(*c));
-			if (!c)
-				goto out;
-			c->conn = conn;
-		}
-	}
+/* Room in the group and, for a new subscription, its record (and the
+ * connection's).  False when out of memory. */
+static bool
+plan_membership(sub_plan *p)
+{
+	if (group_reserve(p->g) < 0)
+		return false;
+	if (p->old)
+		return true;
+	if (!(p->new_sub = malloc(sizeof(*p->new_sub))))
+		return false;
+	return p->c || (p->c = p->new_c = conn_new(p->conn)) != NULL;
+}
 
-	/* Nothing below fails. */
-	if (new_fe)
-		htab_insert(&s->filters, &new_fe->hn, fhash);
-	if (new_ds)
-		htab_insert(&s->datasets, &new_ds->hn, dataset_hash(s, dataset));
-	if (new_ka)
+static void
+plan_commit(subs *s, sub_plan *p)
+{
+	if (p->new_fe)
+		htab_insert(&s->filters, &p->new_fe->hn, p->fhash);
+	if (p->new_ds)
+		htab_insert(&s->datasets, &p->new_ds->hn,
+					dataset_hash(s, p->new_ds->name));
+	if (p->new_ka)
+		dlist_push_tail(&p->ds->keyattrs, &p->new_ka->link);
+	if (p->new_bucket)
 	{
-		skeyattr **pp = &ds->keyattrs;
-
-		while (*pp)
-			pp = &(*pp)->next;
-		*pp = new_ka;
+		htab_insert(&s->buckets, &p->new_bucket->hn,
+					bucket_hash(s, p->ka, p->new_bucket->value));
+		p->ka->nbuckets++;
 	}
-	if (new_t)
-	{
-		htab_insert(&s->types, &new_t->hn, type_hash(s, ka, new_t->name));
-		ka->nbuckets++;
-	}
-	if (new_g)
-	{
-		htab_insert(&s->groups, &new_g->hn, group_hash(s, ds, fe, ptext));
-		if (t)
-		{
-			glist_append(&t->groups, new_g);
-			t->needs_doc += fe->needs_doc;
-			if (need)
-			{
-				if (new_need)
-					htab_insert(&s->needs, &new_need->hn,
-								need_hash(s, ds, new_need->type));
-				need->n++;
-			}
-			else if (!is_type_attr(ka))
-				ds->keyed_needs_doc += fe->needs_doc;
-		}
-		else
-		{
-			glist_append(&ds->scan, new_g);
-			ds->scan_needs_doc += fe->needs_doc;
-		}
-		ds->ngroups++;
-		fe->users++;
-	}
-	if (new_c)
-		htab_insert(&s->conns, &new_c->hn, htab_ptrhash(conn));
-	if (old)
+	if (p->new_need)
+		htab_insert(&s->needs, &p->new_need->hn,
+					need_hash(s, p->ds, p->new_need->type));
+	if (p->new_g)
+		group_link(s, p->new_g);
+	if (p->new_c)
+		htab_insert(&s->conns, &p->new_c->hn, htab_ptrhash(p->conn));
+	if (p->old)
 	{
 		/* g already holds fe and ds, so leaving cannot free them */
-		group_leave(s, old);
-		group_add(g, old, conn);
+		group_leave(s, p->old);
+		group_add(p->g, p->old, p->conn);
 	}
 	else
 	{
-		new_sub->next = c->subs;
-		c->subs = new_sub;
-		c->n++;
-		group_add(g, new_sub, conn);
+		p->new_sub->next = p->c->subs;
+		p->c->subs = p->new_sub;
+		p->c->n++;
+		group_add(p->g, p->new_sub, p->conn);
 	}
-	free(dumped);
-	free(key_value);
-	return SUBS_OK;
+}
 
-out:
-	free(new_c);
-	free(new_sub);
-	if (new_g)
-		group_free(new_g);
-	free(new_t);
-	free(new_ka);
-	free(new_need);
-	free(new_ds);
-	if (new_fe)
-		free_filter(&new_fe->hn);
-	free(dumped);
-	free(key_value);
+static void
+plan_discard(sub_plan *p)
+{
+	free(p->new_c);
+	free(p->new_sub);
+	if (p->new_g)
+		group_free(p->new_g);
+	free(p->new_bucket);
+	free(p->new_ka);
+	free(p->new_need);
+	free(p->new_ds);
+	if (p->new_fe)
+		filter_free(p->new_fe);
+}
+
+subs_status
+subs_subscribe(subs *s, void *conn, const char *dataset, const char *query,
+			   size_t query_len, json_t *params, groq_error *err)
+{
+	groq_error scratch;
+	sub_plan p = {.conn = conn, .ptext = ""};
+	subs_status st;
+
+	plan_lookup(s, &p, query, query_len);
+	if (!p.old && p.c && p.c->n >= s->max_per_conn)
+		return SUBS_LIMIT;
+	st = plan_filter(s, &p, query, query_len, params, err ? err : &scratch);
+	if (st == SUBS_OK && !plan_group(s, &p, dataset, params))
+		st = SUBS_NOMEM;
+	/* The same text, dataset and params again: nothing to do. */
+	if (st == SUBS_OK && !(p.old && p.old->group == p.g))
+	{
+		if (plan_membership(&p))
+			plan_commit(s, &p);
+		else
+			st = SUBS_NOMEM;
+	}
+	if (st != SUBS_OK)
+		plan_discard(&p);
+	free(p.dumped);
 	return st;
 }
+
+/* ---- unsubscribe and match ------------------------------------------ */
 
 /* Remove *pp (a subscription of c) and free it; c too when it was its
  * last. */
@@ -1008,7 +1065,9 @@ subs_needs_document(const subs *s, const char *dataset,
 					const char *document_type)
 {
 	const sdataset *ds = dataset_find(s, dataset);
-	const stype *t;
+	const sbucket *b;
+	char buf[128], *heap;
+	const char *key;
 
 	if (!ds)
 		return false;
@@ -1023,15 +1082,11 @@ subs_needs_document(const subs *s, const char *dataset,
 		return false;
 	if (need_find(s, ds, document_type))
 		return true;
-	{
-		char buf[128], *heap;
-		const char *key = string_key(document_type, buf, sizeof(buf), &heap);
-
-		/* out of memory: ask for the document, the safe answer */
-		t = key ? bucket_find(s, ds, "_type", key) : NULL;
-		free(heap);
-		return !key || (t && t->needs_doc);
-	}
+	key = string_key(document_type, buf, sizeof(buf), &heap);
+	/* out of memory: ask for the document, the safe answer */
+	b = key ? type_bucket_find(s, ds, key) : NULL;
+	free(heap);
+	return !key || (b && b->needs_doc);
 }
 
 typedef struct match_ctx
@@ -1062,13 +1117,16 @@ build_id_type(const rt_event *ev)
 }
 
 static void
-match_list(match_ctx *m, const sgroup *g)
+match_list(match_ctx *m, const dlist_head *groups)
 {
 	groq_error gerr;
 	json_t *doc;
+	dlist_iter it;
 
-	for (; g; g = g->next)
+	dlist_foreach(it, groups)
 	{
+		const sgroup *g = dlist_container(sgroup, link, it.cur);
+
 		if (m->doc)
 			doc = m->doc;
 		else if (g->filter->needs_doc)
@@ -1121,6 +1179,7 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 	const sdataset *ds = dataset_find(s, ev->dataset);
 	char tbuf[128], *theap = NULL;
 	const char *type_key;
+	dlist_iter it;
 
 	if (!ds)
 		return 0;
@@ -1134,11 +1193,12 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 	 * one: computed once.
 	 */
 	type_key = event_key(ev, doc, "_type", tbuf, sizeof(tbuf), &theap);
-	for (const skeyattr *a = ds->keyattrs; a; a = a->next)
+	dlist_foreach(it, &ds->keyattrs)
 	{
+		const skeyattr *a = dlist_container(skeyattr, link, it.cur);
 		char buf[256], pbuf[384], *heap = NULL, *pheap = NULL;
 		const char *key;
-		const stype *t;
+		const sbucket *b;
 
 		if (is_type_attr(a))
 			key = type_key;
@@ -1150,14 +1210,14 @@ subs_match(subs *s, const rt_event *ev, json_t *doc, subs_match_fn on_match,
 						  ? pair_key(type_key, key, pbuf, sizeof(pbuf), &pheap)
 						  : NULL;
 		}
-		t = key ? type_find(s, a, key) : NULL;
+		b = key ? bucket_find(s, a, key) : NULL;
 		free(heap);
 		free(pheap);
-		if (t)
-			match_list(&m, t->groups.first);
+		if (b)
+			match_list(&m, &b->groups);
 	}
 	free(theap);
-	match_list(&m, ds->scan.first);
+	match_list(&m, &ds->scan);
 	json_decref(m.built);
 	return m.evaluations;
 }

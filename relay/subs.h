@@ -46,8 +46,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "event.h"
-#include "groq.h"
+/* Only pointers to these: callers include groq.h and event.h as needed. */
+typedef struct groq_error groq_error;
+typedef struct groq_limits groq_limits;
+typedef struct rt_event rt_event;
 
 typedef struct subs subs;
 

@@ -7,31 +7,49 @@
  * message being reassembled, and a pending close.
  *
  * Closes initiated by the hub (slow client, expired token, shutdown) are
- * sent from the next WRITEABLE callback, the only place lws lets us write;
- * a timeout kills the connection if that callback never comes because the
- * peer stopped reading.
+ * started from an lws timer callback (see close_now); a timeout kills the
+ * connection if the close never completes because the peer stopped
+ * reading.
+ *
+ * Queued messages are written by ws_frame, several to a send; ws_frame.h
+ * lists what that assumes of lws.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
 
+#include "auth.h"
+#include "hub.h"
+#include "ilist.h"
 #include "log.h"
+#include "outq.h"
+#include "ws_frame.h"
 #include "ws_server.h"
 
-_Static_assert(OUTMSG_HEADROOM >= LWS_PRE,
-			   "outmsg headroom must fit the WebSocket frame header");
+/*
+ * 1013 Try Again Later, from IANA's WebSocket close code registry: lws 4.1
+ * has no name for it.  The relay's own codes are hub.h's HUB_CLOSE_*, the
+ * rest lws's LWS_CLOSE_STATUS_*.
+ */
+#define WS_CLOSE_TRY_AGAIN_LATER 1013
 
-/* Messages written per WRITEABLE callback before yielding to others. */
-#define WRITES_PER_CALLBACK 32
-/* Seconds shutdown waits for clients to acknowledge 1001. */
+/* How long shutdown waits for clients to acknowledge 1001. */
 #define SHUTDOWN_GRACE_MS 3000
 #define MAX_DATASET_LEN	  128
+
+/*
+ * lws 4.1 reports no pong to an empty ping (LWS_CALLBACK_RECEIVE_PONG never
+ * comes), so pings carry a payload.
+ */
+#define PING_PAYLOAD "cellcms"
 
 struct ws_server
 {
@@ -48,9 +66,9 @@ struct ws_server
 	uv_timer_t shutdown_timer;
 	uv_timer_t keepalive_timer;
 	uv_check_t flush_check;
-	struct session *dirty;	  /* sessions with messages to write directly */
-	struct session *sessions; /* established WebSocket sessions */
-	time_t now;				  /* seconds, refreshed by the keepalive tick */
+	dlist_head dirty;	 /* sessions with messages to write directly */
+	dlist_head sessions; /* established WebSocket sessions */
+	time_t now;			 /* seconds, refreshed by the keepalive tick */
 };
 
 typedef struct session
@@ -68,20 +86,25 @@ typedef struct session
 	size_t rx_len;
 	/* /healthz body */
 	char *http_body;
-	bool counted; /* in live_sessions */
-	/* Keep-alive: the list of established sessions, swept every second. */
-	struct session *prev, *next;
+	/*
+	 * In live_sessions: from ESTABLISHED to WSI_DESTROY, which comes after
+	 * CLOSED has taken the session off `sessions`.
+	 */
+	bool counted;
+	/* Keep-alive: in the server's `sessions`, swept every second. */
+	dlist_node session_link;
 	time_t last_heard; /* last frame or pong from the peer */
 	time_t last_ping;
 	bool ping_due;
 	/*
-	 * Writes without the POLLOUT round trip: once established, a session
-	 * whose queue fills is put on the server's dirty list and written at
-	 * the end of the loop iteration (see flush_dirty).
+	 * Writes without the POLLOUT round trip: once established (and if
+	 * ws_frame_direct_ok()), a session whose queue fills is put on the
+	 * server's `dirty` list and written at the end of the loop iteration
+	 * (see flush_dirty).  lws zeroes the session, so both links start
+	 * unlinked.
 	 */
 	bool direct_ok;
-	bool is_dirty;
-	struct session *dirty_prev, *dirty_next;
+	dlist_node dirty_link;
 } session;
 
 static ws_server *
@@ -90,19 +113,35 @@ server_of(struct lws *wsi)
 	return lws_context_user(lws_get_context(wsi));
 }
 
+/* The close to send later; a longer reason is cut to fit close_reason. */
+static void
+set_close(session *s, int code, const char *reason)
+{
+	s->close_code = code;
+	snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+}
+
 static void
 session_request_close(session *s, int code, const char *reason)
 {
 	if (s->close_code)
 		return;
-	s->close_code = code;
-	snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+	set_close(s, code, reason);
 	lws_set_timer_usecs(s->wsi, 1);
 	/*
 	 * Called from outside lws (a libuv callback of the hub's): wake lws so
 	 * that it re-arms its timer with the new deadline.
 	 */
 	lws_cancel_service(lws_get_context(s->wsi));
+}
+
+/* lws sends the close frame once the callback returns the -1. */
+static int
+close_with(struct lws *wsi, int code, const char *reason)
+{
+	lws_close_reason(wsi, (enum lws_close_status) code,
+					 (unsigned char *) reason, strlen(reason));
+	return -1;
 }
 
 /*
@@ -114,47 +153,21 @@ session_request_close(session *s, int code, const char *reason)
 static int
 close_now(session *s, struct lws *wsi)
 {
-	lws_close_reason(wsi, (enum lws_close_status) s->close_code,
-					 (unsigned char *) s->close_reason,
-					 strlen(s->close_reason));
-	return -1;
-}
-
-static void
-dirty_remove(ws_server *srv, session *s)
-{
-	if (!s->is_dirty)
-		return;
-	if (s->dirty_prev)
-		s->dirty_prev->dirty_next = s->dirty_next;
-	else
-		srv->dirty = s->dirty_next;
-	if (s->dirty_next)
-		s->dirty_next->dirty_prev = s->dirty_prev;
-	s->dirty_prev = s->dirty_next = NULL;
-	s->is_dirty = false;
+	return close_with(wsi, s->close_code, s->close_reason);
 }
 
 static void
 sink_wake(void *transport)
 {
 	session *s = transport;
-	ws_server *srv;
 
 	if (!s->direct_ok)
 	{
 		lws_callback_on_writable(s->wsi);
 		return;
 	}
-	if (s->is_dirty)
-		return;
-	srv = server_of(s->wsi);
-	s->is_dirty = true;
-	s->dirty_prev = NULL;
-	s->dirty_next = srv->dirty;
-	if (srv->dirty)
-		srv->dirty->dirty_prev = s;
-	srv->dirty = s;
+	if (!dlist_node_is_linked(&s->dirty_link))
+		dlist_push_head(&server_of(s->wsi)->dirty, &s->dirty_link);
 }
 
 static void
@@ -238,9 +251,7 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 					"refusing connections: --max-connections (%u) reached",
 					srv->cfg.max_connections);
 		srv->last_full_warning = now;
-		s->close_code = 1013 /* try again later */;
-		snprintf(s->close_reason, sizeof(s->close_reason),
-				 "too many connections");
+		set_close(s, WS_CLOSE_TRY_AGAIN_LATER, "too many connections");
 		return 0;
 	}
 
@@ -256,17 +267,9 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 				 sizeof(dataset)))
 		snprintf(dataset, sizeof(dataset), "%s", srv->cfg.default_dataset);
 	if (!dataset_name_ok(dataset))
-	{
-		s->close_code = HUB_CLOSE_FORBIDDEN;
-		snprintf(s->close_reason, sizeof(s->close_reason),
-				 "invalid dataset name");
-	}
+		set_close(s, HUB_CLOSE_FORBIDDEN, "invalid dataset name");
 	else if (!url_arg(wsi, "token", scratch, scratch_len, token, token_cap))
-	{
-		s->close_code = HUB_CLOSE_UNAUTHORIZED;
-		snprintf(s->close_reason, sizeof(s->close_reason),
-				 "missing or oversized token");
-	}
+		set_close(s, HUB_CLOSE_UNAUTHORIZED, "missing or oversized token");
 	else
 	{
 		switch (auth_verify(srv->auth, token, time(NULL), &s->pending_identity,
@@ -274,21 +277,15 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 		{
 			case AUTH_OK:
 				if (!auth_dataset_allowed(s->pending_identity, dataset))
-				{
-					s->close_code = HUB_CLOSE_FORBIDDEN;
-					snprintf(s->close_reason, sizeof(s->close_reason),
-							 "token does not grant this dataset");
-				}
+					set_close(s, HUB_CLOSE_FORBIDDEN,
+							  "token does not grant this dataset");
 				break;
 			case AUTH_INVALID:
-				s->close_code = HUB_CLOSE_UNAUTHORIZED;
-				snprintf(s->close_reason, sizeof(s->close_reason), "%s",
-						 reason);
+				set_close(s, HUB_CLOSE_UNAUTHORIZED, reason);
 				break;
 			case AUTH_ERROR:
-				s->close_code = 1011;
-				snprintf(s->close_reason, sizeof(s->close_reason),
-						 "internal error");
+				set_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+						  "internal error");
 				break;
 		}
 	}
@@ -322,10 +319,7 @@ establish(ws_server *srv, session *s, struct lws *wsi)
 	s->counted = true;
 	srv->live_sessions++;
 	s->last_heard = s->last_ping = srv->now;
-	s->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = s;
-	srv->sessions = s;
+	dlist_push_head(&srv->sessions, &s->session_link);
 	if (s->close_code)
 	{
 		lws_set_timer_usecs(wsi, 1);
@@ -337,8 +331,14 @@ establish(ws_server *srv, session *s, struct lws *wsi)
 	free(s->pending_dataset);
 	s->pending_dataset = NULL;
 	if (!s->client)
-		session_request_close(s, 1011, "out of memory");
-	s->direct_ok = true;
+		session_request_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+							  "out of memory");
+	/*
+	 * After hub_connect(), so that its wake-up for `welcome` asks lws for a
+	 * WRITEABLE callback: a connection's first write waits for lws to
+	 * report the socket writable.
+	 */
+	s->direct_ok = ws_frame_direct_ok(wsi);
 }
 
 /*
@@ -355,18 +355,11 @@ receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
 
 	s->last_heard = srv->now;
 	if (lws_frame_is_binary(wsi))
-	{
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-						 (unsigned char *) "binary frames are not supported",
-						 31);
-		return -1;
-	}
+		return close_with(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+						  "binary frames are not supported");
 	if (total > srv->cfg.max_frame_bytes)
-	{
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-						 (unsigned char *) "message too large", 17);
-		return -1;
-	}
+		return close_with(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+						  "message too large");
 	if (!s->client || s->close_code)
 		return 0;
 	if (last && s->rx_len == 0)
@@ -378,11 +371,8 @@ receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
 		char *rx = realloc(s->rx, total ? total : 1);
 
 		if (!rx)
-		{
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-							 (unsigned char *) "out of memory", 13);
-			return -1;
-		}
+			return close_with(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+							  "out of memory");
 		s->rx = rx;
 	}
 	memcpy(s->rx + s->rx_len, in, len);
@@ -397,72 +387,6 @@ receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
 	return 0;
 }
 
-/*
- * Frames for several queued messages go out in one send: each message
- * gets its WebSocket header (a server's frames are unmasked, so the header
- * depends only on the length) and the lot is written raw.  One system call
- * per batch instead of per message is what keeps fan-out cheap when a
- * client's queue holds more than one message.  The relay is
- * single-threaded, so one scratch buffer serves every connection.
- */
-#define BATCH_BYTES 65536
-static unsigned char batch[LWS_PRE + BATCH_BYTES];
-
-static size_t
-frame_header(unsigned char *h, size_t len)
-{
-	h[0] = 0x81; /* FIN, text */
-	if (len < 126)
-	{
-		h[1] = (unsigned char) len;
-		return 2;
-	}
-	if (len < 65536)
-	{
-		h[1] = 126;
-		h[2] = (unsigned char) (len >> 8);
-		h[3] = (unsigned char) len;
-		return 4;
-	}
-	h[1] = 127;
-	for (int i = 0; i < 8; i++)
-		h[2 + i] = (unsigned char) ((uint64_t) len >> (56 - 8 * i));
-	return 10;
-}
-
-/* Writes up to WRITES_PER_CALLBACK queued messages; -1 on a dead socket. */
-static int
-write_queue(struct lws *wsi, outq *q)
-{
-	outmsg *m = outq_peek(q);
-	unsigned char *out = batch + LWS_PRE;
-	size_t used = 0;
-	int n = 0;
-
-	if (!m)
-		return 0;
-	if (outq_count(q) == 1 || outmsg_len(m) + 10 > BATCH_BYTES)
-	{
-		size_t len = outmsg_len(m);
-
-		if (lws_write(wsi, outmsg_payload(m), len, LWS_WRITE_TEXT) < (int) len)
-			return -1;
-		outmsg_unref(outq_pop(q));
-		return 0;
-	}
-	while (n < WRITES_PER_CALLBACK && (m = outq_peek(q)) != NULL &&
-		   used + outmsg_len(m) + 10 <= BATCH_BYTES)
-	{
-		used += frame_header(out + used, outmsg_len(m));
-		memcpy(out + used, outmsg_payload(m), outmsg_len(m));
-		used += outmsg_len(m);
-		outmsg_unref(outq_pop(q));
-		n++;
-	}
-	/* A short write is buffered by lws, which then waits for POLLOUT. */
-	return lws_write(wsi, out, used, LWS_WRITE_RAW) < 0 ? -1 : 0;
-}
-
 static int
 writeable(session *s, struct lws *wsi)
 {
@@ -472,19 +396,18 @@ writeable(session *s, struct lws *wsi)
 		return 0;
 	if (s->ping_due)
 	{
+		unsigned char ping[LWS_PRE + sizeof(PING_PAYLOAD) - 1];
+
 		s->ping_due = false;
-		/*
-		 * A payload, because lws 4.1 does not report the pong to an empty
-		 * ping (LWS_CALLBACK_RECEIVE_PONG never comes).
-		 */
-		memcpy(batch + LWS_PRE, "cellcms", 7);
-		if (lws_write(wsi, batch + LWS_PRE, 7, LWS_WRITE_PING) < 0)
+		memcpy(ping + LWS_PRE, PING_PAYLOAD, sizeof(PING_PAYLOAD) - 1);
+		if (lws_write(wsi, ping + LWS_PRE, sizeof(PING_PAYLOAD) - 1,
+					  LWS_WRITE_PING) < 0)
 			return -1;
 	}
 	if (!s->client)
 		return 0;
 	q = hub_client_queue(s->client);
-	if (write_queue(wsi, q) != 0)
+	if (ws_frame_write(wsi, q, s->direct_ok) != 0)
 		return -1;
 	if (outq_count(q) > 0)
 		lws_callback_on_writable(wsi);
@@ -509,18 +432,9 @@ maybe_finish_shutdown(ws_server *srv)
 static void
 closed(ws_server *srv, session *s)
 {
-	dirty_remove(srv, s);
+	dlist_delete(&s->dirty_link);
 	s->direct_ok = false;
-	if (s->counted)
-	{
-		if (s->prev)
-			s->prev->next = s->next;
-		else
-			srv->sessions = s->next;
-		if (s->next)
-			s->next->prev = s->prev;
-		s->prev = s->next = NULL;
-	}
+	dlist_delete(&s->session_link);
 	if (s->client)
 	{
 		hub_disconnect(srv->hub, s->client);
@@ -590,6 +504,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	{
 		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 			return filter_connection(server_of(wsi), s, wsi);
+		case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+			return ws_frame_refuse_extension(in);
 		case LWS_CALLBACK_ESTABLISHED:
 			establish(server_of(wsi), s, wsi);
 			return 0;
@@ -700,17 +616,18 @@ flush_dirty(uv_check_t *check)
 {
 	ws_server *srv = check->data;
 	bool killed = false;
+	dlist_node *n;
 
-	while (srv->dirty)
+	while ((n = dlist_head_node(&srv->dirty)) != NULL)
 	{
-		session *s = srv->dirty;
+		session *s = dlist_container(session, dirty_link, n);
 		outq *q;
 
-		dirty_remove(srv, s);
+		dlist_delete(n);
 		if (s->close_code || !s->client)
 			continue;
 		q = hub_client_queue(s->client);
-		if (!lws_partial_buffered(s->wsi) && write_queue(s->wsi, q) != 0)
+		if (ws_frame_write_direct(s->wsi, q) != 0)
 		{
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			killed = true;
@@ -737,10 +654,12 @@ keepalive_sweep(uv_timer_t *t)
 	time_t interval = srv->cfg.ping_interval;
 	time_t timeout = srv->cfg.ping_interval + srv->cfg.ping_timeout;
 	bool killed = false;
+	dlist_iter it;
 
 	srv->now = now;
-	for (session *s = srv->sessions; s; s = s->next)
+	dlist_foreach(it, &srv->sessions)
 	{
+		session *s = dlist_container(session, session_link, it.cur);
 		time_t silent = now - s->last_heard;
 
 		if (silent >= timeout)
@@ -777,12 +696,15 @@ ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 	srv->hub = h;
 	srv->auth = auth;
 	srv->now = time(NULL);
+	dlist_init(&srv->dirty);
+	dlist_init(&srv->sessions);
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_ours);
 	memset(&info, 0, sizeof(info));
 	info.port = cfg->port;
 	info.iface = cfg->host;
 	info.protocols = protocols;
+	/* No info.extensions: ws_frame writes frames without any. */
 	info.options =
 		LWS_SERVER_OPTION_LIBUV |
 		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
@@ -816,7 +738,7 @@ ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 	if (!srv->context || !lws_get_vhost_by_name(srv->context, "default"))
 	{
 		log_msg(LOG_ERROR, "cannot listen on %s:%d", cfg->host, cfg->port);
-		exit(1);
+		exit(EXIT_FAILURE);
 	}
 	uv_timer_init(loop, &srv->shutdown_timer);
 	srv->shutdown_timer.data = srv;

@@ -5,8 +5,9 @@
  * libuv loop it is given.  A WebSocket handshake always completes; a bad
  * token is then closed with 4001, a dataset the token may not open with
  * 4003.  Authenticated connections become hub clients: complete text
- * messages go to hub_receive(), the hub's queues are drained one WRITEABLE
- * callback at a time, and a closed connection is hub_disconnect()ed.
+ * messages go to hub_receive(), the hub's queues are drained from WRITEABLE
+ * callbacks and at the end of each loop iteration (several messages to a
+ * send, see ws_frame.h), and a closed connection is hub_disconnect()ed.
  */
 #ifndef RELAY_WS_SERVER_H
 #define RELAY_WS_SERVER_H

@@ -118,6 +118,8 @@ export interface ClientConfig {
     /** A connection up this long resets the backoff, ms (default 10000). */
     resetAfter?: number
   }
+  /** ms from opening a socket to the relay's welcome; past it the attempt counts as failed (default 15000). */
+  connectTimeout?: number
   /** Injected for tests or unusual runtimes. */
   WebSocket?: new (url: string) => WebSocketLike
   timers?: {
@@ -130,7 +132,7 @@ export interface ClientConfig {
 
 export interface CellcmsClient {
   readonly config: Readonly<{ apiUrl: string; project?: string; dataset: string }>
-  /** From the relay's welcome on the current or last connection. */
+  /** From the relay's welcome on the current or last connection; getters (assigning throws in strict mode). */
   readonly userId?: string
   readonly clientId?: string
   listen(query: string, params?: Record<string, unknown> | null, options?: ListenOptions & { events?: ['mutation'] }): Observable<ListenEvent>

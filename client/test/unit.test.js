@@ -516,3 +516,32 @@ test('malformed frames from the server are ignored', () => {
   assert.equal(a.events.length, 1)
   assert.equal(client.connection.status, 'connected')
 })
+
+test('userId and clientId come from the latest welcome and are read-only', () => {
+  const { server, clock, client } = setup()
+  assert.equal(client.userId, undefined)
+  assert.equal(client.clientId, undefined)
+  client.listen('*').subscribe(() => {})
+  server.last.accept({ userId: 'alice', clientId: 'c-1' })
+  assert.equal(client.userId, 'alice')
+  assert.equal(client.clientId, 'c-1')
+  // index.d.ts declares them readonly: a module (strict mode) gets a TypeError...
+  assert.throws(() => {
+    client.userId = 'mallory'
+  }, TypeError)
+  assert.throws(() => {
+    client.clientId = 'c-forged'
+  }, TypeError)
+  // ...and sloppy-mode code is ignored.
+  new Function('c', 'c.userId = "mallory"; c.clientId = "c-forged"')(client)
+  assert.equal(client.userId, 'alice')
+  assert.equal(client.clientId, 'c-1')
+  // Those of the last connection stay until the next welcome replaces them.
+  server.last.drop(1006)
+  assert.equal(client.clientId, 'c-1')
+  clock.advance(1000)
+  server.last.readyState = 1
+  server.last.deliver({ type: 'welcome', clientId: 'c-2' })
+  assert.equal(client.userId, undefined)
+  assert.equal(client.clientId, 'c-2')
+})

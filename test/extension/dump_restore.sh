@@ -5,13 +5,13 @@
 # log and refuse TRUNCATE as before.  Both the custom format (pg_restore) and
 # the plain format (psql) are checked.  The change log itself is not dumped.
 #
-#   test/extension/dump_restore.sh      (needs `make -o relay install` first)
+#   test/extension/dump_restore.sh      (needs `make install` first)
 #
 # Starts its own throwaway cluster; run as root (initdb runs as postgres) or
 # as a user that may run initdb.
 set -euo pipefail
 
-. "$(dirname "$0")/../scripts/pgcluster.sh"
+. "$(dirname "$0")/../../scripts/pgcluster.sh"
 work=$(mktemp -d /tmp/cellcms-dump.XXXXXX)
 chmod 755 "$work"
 chown "$PG_OWNER" "$work" 2>/dev/null || true

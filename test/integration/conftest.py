@@ -25,7 +25,7 @@ from rtclient import HS256_SECRET, KEYS, REPO
 # test command uses the AddressSanitizer build: any error or leak makes the
 # relay exit non-zero, which fails the test that stopped it).
 RELAY_BIN = Path(os.environ.get("CELLCMS_RELAY_BIN",
-                                REPO / "relay" / "cellcms-relay"))
+                                REPO / "build" / "bin" / "cellcms-relay"))
 PG_BINDIR = Path(subprocess.check_output(["pg_config", "--bindir"],
                                          text=True).strip())
 PG_OWNER = "postgres"
@@ -36,7 +36,7 @@ RS256_FLAGS = ["--jwt-alg", "RS256",
 ES256_FLAGS = ["--jwt-alg", "ES256",
                "--jwt-public-key", str(KEYS / "auth_es256_public.pem")]
 
-DOCUMENTS_DDL = (REPO / "test" / "scripts" / "sample.sql").read_text() + """
+DOCUMENTS_DDL = (REPO / "scripts" / "sample.sql").read_text() + """
 -- a role of the relay's own, so a test can lock the relay out (NOLOGIN)
 -- while it keeps committing changes itself
 CREATE ROLE relay_it SUPERUSER LOGIN;
@@ -243,7 +243,7 @@ def relay_factory(request, pg, tmp_path):
     RS256_FLAGS).  Every relay
     still running at the end is stopped with SIGTERM and must exit 0."""
     if not RELAY_BIN.exists():
-        pytest.fail(f"{RELAY_BIN} is not built (make -C relay cellcms-relay)")
+        pytest.fail(f"{RELAY_BIN} is not built (run make at the top)")
     relays = []
     request.node._relays = relays
 

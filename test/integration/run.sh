@@ -2,7 +2,7 @@
 # The relay's integration tests: a throwaway PostgreSQL cluster with the
 # cellcms_rt extension, real cellcms-relay processes and real WebSocket
 # clients, all on 127.0.0.1.  Assumes `make install` (the extension) and
-# `make -C relay` (relay/cellcms-relay) were run.  Runs as root or as the
+# `make` (build/bin/cellcms-relay) were run.  Runs as root or as the
 # postgres user (initdb refuses root: clusters belong to postgres).
 # Extra arguments go to pytest (e.g. -k presence, -x, -v).
 set -euo pipefail

@@ -33,6 +33,7 @@ static void
 on_event(void *arg, rt_event *ev)
 {
 	json_t *o = json_object();
+	char *s;
 
 	json_object_set_new(o, "position", json_integer(ev->position));
 	json_object_set_new(o, "txid", json_integer((json_int_t) ev->txid));
@@ -45,8 +46,7 @@ on_event(void *arg, rt_event *ev)
 	json_object_set_new(o, "ts", json_string(ev->ts));
 	json_object_set_new(o, "truncated", json_boolean(ev->truncated));
 	json_object_set(o, "document", ev->document ? ev->document : json_null());
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	if (s == NULL)
 	{
 		fprintf(stderr, "listener-driver: cannot print event %lld\n",

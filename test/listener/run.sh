@@ -16,10 +16,18 @@
 # invalid and replayed notifications ignored, no duplicate ever, nothing
 # lost, clean shutdown.  Prints "N passed, M failed"; exit status 1 on any
 # failure.
+#
+#   BUILD_ROOT=DIR        as for make: the driver is built, and the test's
+#                         cluster lives, under DIR instead of build/
+#   LISTENER_DRIVER=PROG  a driver built beforehand (e.g. a sanitizer build,
+#                         $BUILD_ROOT/asan/bin/listener-driver), used as is
 set -uo pipefail
+# paths from the environment are relative to where the script was started
+[ -z "${BUILD_ROOT:-}" ] || BUILD_ROOT=$(realpath -m -- "$BUILD_ROOT")
+[ -z "${LISTENER_DRIVER:-}" ] || LISTENER_DRIVER=$(realpath -m -- "$LISTENER_DRIVER")
 cd "$(dirname "$0")/../.." || exit 1
 repo=$(pwd)
-. test/scripts/pgcluster.sh
+. scripts/pgcluster.sh
 
 passed=0
 failed=0
@@ -68,11 +76,19 @@ make -s -o relay install >/dev/null || {
 	echo "installing the extension failed" >&2
 	exit 1
 }
-# LISTENER_DRIVER=relay/build/asan/listener-driver runs a sanitizer build
-driver=${LISTENER_DRIVER:-relay/listener-driver}
-make -s -C relay listener-driver || exit 1
+build_root=${BUILD_ROOT:-$repo/build}
+if [ -n "${LISTENER_DRIVER:-}" ]; then
+	driver=$LISTENER_DRIVER
+else
+	driver=$build_root/bin/listener-driver
+	make -s -C relay BUILD_ROOT="$build_root" listener-driver || exit 1
+fi
+if [ ! -x "$driver" ]; then
+	echo "$driver: no such program" >&2
+	exit 1
+fi
 
-work=$(pgcluster_pick_dir "$repo/build/listener-test")
+work=$(pgcluster_pick_dir "$build_root/listener-test")
 chmod 755 "$work"
 cleanup()
 {
@@ -124,7 +140,8 @@ start_driver docs "$driver" --documents "${common[@]}"
 start_driver plain "$driver" "${common[@]}"
 tight=("$driver" --documents "${common[@]}" --max-pending 3
 	--catchup-batch 2 --document-batch 2)
-if [ -z "${LISTENER_DRIVER:-}" ] && command -v valgrind >/dev/null; then
+# valgrind and AddressSanitizer do not mix
+if command -v valgrind >/dev/null && ! grep -qa __asan_init "$driver"; then
 	# shellcheck disable=SC2054 # the commas belong to one option
 	tight=(valgrind -q --error-exitcode=99 --leak-check=full
 		--errors-for-leak-kinds=definite,indirect,possible "${tight[@]}")

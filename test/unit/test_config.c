@@ -47,7 +47,7 @@ parse(const char *const *args, const char *const *env)
 	return r;
 }
 
-/* config_print() output with a leading newline, for "\nname = v\n". */
+/* config_print(), one per line, between newlines: for "\nname = v\n". */
 static char *
 printed(void)
 {
@@ -56,7 +56,8 @@ printed(void)
 	FILE *f = open_memstream(&buf, &len);
 
 	fputc('\n', f);
-	config_print(f, &cfg);
+	config_print(f, &cfg, "\n");
+	fputc('\n', f);
 	fclose(f);
 	return buf;
 }
@@ -115,6 +116,24 @@ test_defaults(void)
 	out = printed();
 	CHECK(!strstr(out, "s3cr3t") && !strstr(out, "pa55word"));
 	free(out);
+
+	/* the form main logs: one line, the same items */
+	{
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+
+		config_print(f, &cfg, ", ");
+		fclose(f);
+		CHECK(!strchr(buf, '\n'));
+		CHECK(strstr(buf, "host = 127.0.0.1, port = 8080, database-url = "
+						  "(set), jwt-secret = (set), ") == buf);
+		CHECK(len > strlen(", log-level = info") &&
+			  !strcmp(buf + len - strlen(", log-level = info"),
+					  ", log-level = info"));
+		CHECK(!strstr(buf, "s3cr3t") && !strstr(buf, "pa55word"));
+		free(buf);
+	}
 
 	/* an empty environment and a NULL one are the same */
 	CHECK_INT(parse(ARGS(BASE), ARGS("PATH=/bin")), CONFIG_OK);
@@ -494,6 +513,7 @@ test_help_version(const char *control_path)
 			"`ps`",
 			"--help",
 			"--version",
+			"exits with status 2.\n",
 		};
 
 		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)

@@ -9,7 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
+#include "event.h"
+#include "groq.h"
 #include "hub.h"
+#include "outq.h"
+#include "protocol.h"
 #include "unit.h"
 
 static const uint8_t seed[32] = "0123456789abcdef0123456789ABCDEF";

@@ -145,15 +145,57 @@ static const struct step
 	{'J', 3, "prod", "", "u1", "Alice", "+prod//u1/Alice"},
 };
 
+/*
+ * Orders under removal from the middle of every list: documents keep the
+ * order of their first user, users their join order, members are newest
+ * first; whatever leaves and comes back goes to its list's end.
+ */
+static const struct step orders[] = {
+	{'J', 1, "prod", "d1", "u1", "A", "+prod/d1/u1/A"},
+	{'J', 2, "prod", "d1", "u2", "B", "+prod/d1/u2/B"},
+	{'J', 3, "prod", "d1", "u3", "C", "+prod/d1/u3/C"},
+	{'J', 1, "prod", "d2", "u1", "A", "+prod/d2/u1/A"},
+	{'J', 1, "prod", "d3", "u1", "A", "+prod/d3/u1/A"},
+	{'S', 0, "prod", NULL, NULL, NULL, "d1[u1:A,u2:B,u3:C] d2[u1:A] d3[u1:A]"},
+	{'M', 0, "prod", "d1", NULL, NULL, "c3 c2 c1"},
+	/* the middle user and member go */
+	{'L', 2, "prod", "d1", NULL, NULL, "-prod/d1/u2/B"},
+	{'S', 0, "prod", NULL, NULL, NULL, "d1[u1:A,u3:C] d2[u1:A] d3[u1:A]"},
+	{'M', 0, "prod", "d1", NULL, NULL, "c3 c1"},
+	/* and come back last (users) / first (members) */
+	{'J', 2, "prod", "d1", "u2", "B", "+prod/d1/u2/B"},
+	{'S', 0, "prod", NULL, NULL, NULL, "d1[u1:A,u3:C,u2:B] d2[u1:A] d3[u1:A]"},
+	{'M', 0, "prod", "d1", NULL, NULL, "c2 c3 c1"},
+	/* the first and last users; a second tab of u3 keeps it present */
+	{'J', 4, "prod", "d1", "u3", "C", ""},
+	{'L', 1, "prod", "d1", NULL, NULL, "-prod/d1/u1/A"},
+	{'L', 2, "prod", "d1", NULL, NULL, "-prod/d1/u2/B"},
+	{'M', 0, "prod", "d1", NULL, NULL, "c4 c3"},
+	{'L', 3, "prod", "d1", NULL, NULL, ""},
+	{'S', 0, "prod", NULL, NULL, NULL, "d1[u3:C] d2[u1:A] d3[u1:A]"},
+	/* the middle document empties and comes back last */
+	{'L', 1, "prod", "d2", NULL, NULL, "-prod/d2/u1/A"},
+	{'S', 0, "prod", NULL, NULL, NULL, "d1[u3:C] d3[u1:A]"},
+	{'J', 2, "prod", "d2", "u2", "B", "+prod/d2/u2/B"},
+	{'S', 0, "prod", NULL, NULL, NULL, "d1[u3:C] d3[u1:A] d2[u2:B]"},
+	/* the first document empties */
+	{'D', 4, NULL, NULL, NULL, NULL, "-prod/d1/u3/C"},
+	{'S', 0, "prod", NULL, NULL, NULL, "d3[u1:A] d2[u2:B]"},
+	{'D', 1, NULL, NULL, NULL, NULL, "-prod/d3/u1/A"},
+	{'D', 2, NULL, NULL, NULL, NULL, "-prod/d2/u2/B"},
+	{'S', 0, "prod", NULL, NULL, NULL, ""},
+};
+
+/* Run the steps against a presence allowing 3 documents per connection. */
 static void
-test_script(void)
+run_script(const struct step *steps, size_t nsteps)
 {
 	presence *p = presence_new(3, seed);
 	char buf[512];
 
-	for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++)
+	for (size_t i = 0; i < nsteps; i++)
 	{
-		const struct step *s = &script[i];
+		const struct step *s = &steps[i];
 		presence_diffs d;
 
 		switch (s->op)
@@ -192,6 +234,13 @@ test_script(void)
 				  s->want);
 	}
 	presence_free(p);
+}
+
+static void
+test_script(void)
+{
+	run_script(script, sizeof(script) / sizeof(script[0]));
+	run_script(orders, sizeof(orders) / sizeof(orders[0]));
 	presence_free(NULL);
 }
 

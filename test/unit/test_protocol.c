@@ -3,8 +3,11 @@
  * result each must give, limit edges, exact encodings of every server
  * message, escaping round trips through jansson, and a fuzz loop.
  */
+#include <jansson.h>
 #include <stdlib.h>
 
+#include "outq.h"
+#include "presence.h"
 #include "protocol.h"
 #include "unit.h"
 

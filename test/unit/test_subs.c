@@ -1,11 +1,13 @@
 /*
- * Unit tests of subs: the subscription registry, its type index and the
- * matching of events, as the hub sees them.
+ * Unit tests of subs: the subscription registry, its (attribute, value)
+ * index and the matching of events, as the hub sees them.
  */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
+#include "groq.h"
 #include "subs.h"
 #include "unit.h"
 
@@ -803,6 +805,75 @@ test_equality_index(void)
 	subs_free(s);
 }
 
+/*
+ * Matching order is deterministic: the dataset's indexed attributes in the
+ * order they were first indexed, inside a bucket its groups in creation
+ * order, then the scan groups in creation order.  A group that goes and
+ * comes back is last of its list, an attribute last of the attributes.
+ */
+static const char *const order_q[] = {
+	"*[_type == \"post\" && n > 0]", /* the (_type, post) bucket */
+	"*[_type == \"post\" && n > 1]",
+	"*[_id == \"d\"]", /* the (_id, d) bucket */
+	"*[_type == \"post\" && n > 2]",
+	"*[n > 0]", /* scan */
+	"*[n > 1]",
+};
+#define NORDER (sizeof(order_q) / sizeof(order_q[0]))
+
+/* The order of the calls of the last match, as indexes into order_q. */
+static const char *
+order_of(subs *s, rec *r)
+{
+	static char buf[64];
+	size_t used = 0;
+
+	match(s, r, "production", "d", "post",
+		  "{\"_id\":\"d\",\"_type\":\"post\",\"n\":5}");
+	buf[0] = '\0';
+	for (size_t i = 0; i < r->ncalls; i++)
+		for (size_t k = 0; k < NORDER; k++)
+			if (!strcmp(r->calls[i].query, order_q[k]))
+				used += snprintf(buf + used, sizeof(buf) - used, "%s%zu",
+								 used ? " " : "", k);
+	return buf;
+}
+
+static void
+test_match_order(void)
+{
+	subs *s = new_subs(NULL, 0);
+	rec r = {0};
+
+	for (size_t k = 0; k < NORDER; k++)
+		CHECK_INT(sub(s, C(k), "production", order_q[k], NULL), SUBS_OK);
+	CHECK_STR(order_of(s, &r), "0 1 3 2 4 5");
+
+	/* from the middle of a bucket, from the head of the scan list */
+	unsub(s, C(1), order_q[1]);
+	unsub(s, C(4), order_q[4]);
+	CHECK_STR(order_of(s, &r), "0 3 2 5");
+	CHECK_INT(sub(s, C(1), "production", order_q[1], NULL), SUBS_OK);
+	CHECK_INT(sub(s, C(4), "production", order_q[4], NULL), SUBS_OK);
+	CHECK_STR(order_of(s, &r), "0 3 1 2 5 4");
+
+	/* a second connection joins its group where it is */
+	CHECK_INT(sub(s, C(10), "production", order_q[3], NULL), SUBS_OK);
+	CHECK_STR(order_of(s, &r), "0 3 1 2 5 4");
+
+	/* the _type attribute empties, then comes back after _id */
+	unsub(s, C(0), order_q[0]);
+	unsub(s, C(1), order_q[1]);
+	subs_drop_connection(s, C(3));
+	subs_drop_connection(s, C(10));
+	CHECK_STR(order_of(s, &r), "2 5 4");
+	CHECK_INT(sub(s, C(0), "production", order_q[0], NULL), SUBS_OK);
+	CHECK_STR(order_of(s, &r), "2 0 5 4");
+
+	rec_reset(&r);
+	subs_free(s);
+}
+
 int
 main(void)
 {
@@ -812,6 +883,7 @@ main(void)
 	test_dataset_isolation();
 	test_type_index();
 	test_equality_index();
+	test_match_order();
 	test_needs_document();
 	test_one_evaluation_per_group();
 	test_drop_connection();

@@ -53,11 +53,11 @@ function pgBindir() {
 // Missing prerequisites fail the suite with what to do, never skip it.
 function checkPrerequisites(relayBin) {
   if (!fs.existsSync(relayBin)) {
-    throw new Error(`relay binary not found at ${relayBin}: build it with \`make -C ${path.join(repo, 'relay')} cellcms-relay\` (or set CELLCMS_RELAY_BIN)`)
+    throw new Error(`relay binary not found at ${relayBin}: build it with \`make\` in ${repo} (or set CELLCMS_RELAY_BIN)`)
   }
   const sharedir = execFileSync('pg_config', ['--sharedir'], { encoding: 'utf8' }).trim()
   if (!fs.existsSync(path.join(sharedir, 'extension', 'cellcms_rt.control'))) {
-    throw new Error(`the cellcms_rt extension is not installed: run \`make -o relay install\` in ${repo} as root`)
+    throw new Error(`the cellcms_rt extension is not installed: run \`make install\` in ${repo} as root`)
   }
   const user = os.userInfo().username
   if (process.getuid() !== 0 && user !== 'postgres') {
@@ -67,7 +67,7 @@ function checkPrerequisites(relayBin) {
 
 export class Harness {
   constructor() {
-    this.relayBin = process.env.CELLCMS_RELAY_BIN ?? path.join(repo, 'relay', 'cellcms-relay')
+    this.relayBin = process.env.CELLCMS_RELAY_BIN ?? path.join(repo, 'build', 'bin', 'cellcms-relay')
     this.dir = null
     this.relay = null
     this.relayLog = []
@@ -108,7 +108,7 @@ export class Harness {
     )
     await run(...this.#asPostgres(path.join(bindir, 'pg_ctl'), ['-D', data, '-l', path.join(this.dir, 'postgres.log'), '-w', '-t', '60', 'start']))
     await this.sql('CREATE DATABASE cellcms', 'postgres')
-    await this.sql(fs.readFileSync(path.join(repo, 'test', 'scripts', 'sample.sql'), 'utf8'))
+    await this.sql(fs.readFileSync(path.join(repo, 'scripts', 'sample.sql'), 'utf8'))
     this.port = await freePort()
     await this.startRelay()
   }

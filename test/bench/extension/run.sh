@@ -14,7 +14,7 @@
 #   test/bench/extension/run.sh [--quick]
 #   REPEATS=5 DURATION=5 CLIENTS=1 REFERENCE=1 test/bench/extension/run.sh
 #
-# Needs the extension installed (make -o relay install), pgbench and
+# Needs the extension installed (make install), pgbench and
 # /usr/bin/python3 with psycopg2.  Run as root (initdb and pg_ctl then run
 # as postgres through runuser) or as a user that may run initdb; clients
 # connect over TCP as the cluster's superuser "postgres".
@@ -32,7 +32,7 @@ if [ "${1:-}" = "--quick" ]; then
 	REFERENCE=0
 fi
 
-. "$here/../../scripts/pgcluster.sh"
+. "$here/../../../scripts/pgcluster.sh"
 work=$(mktemp -d /tmp/cellcms-bench.XXXXXX)
 chmod 755 "$work"
 chown "$PG_OWNER" "$work" 2>/dev/null || true

@@ -8,7 +8,7 @@
 # Starts a throwaway PostgreSQL cluster with the cellcms_rt extension
 # (installed beforehand: `make -o relay install`), a watched `documents`
 # table, then per scenario a fresh cellcms-relay, the load generator
-# (relay/bench-loadgen) and the writer (relay/bench-writer), and stops
+# (build/bin/bench-loadgen) and the writer (build/bin/bench-writer), and stops
 # everything at the end.  Loopback only.  See README.md next to this file for
 # the scenarios, the method and what limits each figure.
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-relay_dir=$root/relay
+bin_dir=$root/build/bin
 
 SMOKE=0
 if [ "${1:-}" = "--smoke" ]; then
@@ -51,7 +51,7 @@ fi
 SECRET=cellcms-bench-secret-0123456789abcdef
 CLK_TCK=$(getconf CLK_TCK)
 
-make -s -C "$relay_dir" cellcms-relay bench-loadgen bench-writer >/dev/null
+make -s -C "$root" relay >/dev/null
 ext_dir=$(pg_config --sharedir)/extension
 [ -f "$ext_dir/cellcms_rt.control" ] || {
 	echo "run.sh: the cellcms_rt extension is not installed (make -o relay install)" >&2
@@ -59,7 +59,7 @@ ext_dir=$(pg_config --sharedir)/extension
 }
 
 # shellcheck source=../../scripts/pgcluster.sh
-. "$root/test/scripts/pgcluster.sh"
+. "$root/scripts/pgcluster.sh"
 work=$(mktemp -d /tmp/cellcms-relay-bench.XXXXXX)
 chmod 755 "$work"
 chown "$PG_OWNER" "$work" 2>/dev/null || true
@@ -85,14 +85,14 @@ pgcluster_start "$work" >/dev/null
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
 psql_ -d postgres -c "ALTER SYSTEM SET synchronous_commit = off" \
 	-c "SELECT pg_reload_conf()" -c "CREATE DATABASE cellcms" >/dev/null
-psql_ -d cellcms -f "$root/test/scripts/sample.sql" >/dev/null
+psql_ -d cellcms -f "$root/scripts/sample.sql" >/dev/null
 db_url=$(pgcluster_url cellcms)
 relay_port=$(free_port)
 
 # ---- processes ---------------------------------------------------------
 
 start_relay() {
-	"$relay_dir/cellcms-relay" --host 127.0.0.1 --port "$relay_port" \
+	"$bin_dir/cellcms-relay" --host 127.0.0.1 --port "$relay_port" \
 		--database-url "$db_url" --jwt-secret "$SECRET" --log-level warn \
 		--prune-interval 0 "$@" >>"$work/relay.log" 2>&1 &
 	relay_pid=$!
@@ -132,7 +132,7 @@ start_loadgen() {
 	# a fresh 127.0.N.0/24 per run: no source port still in TIME_WAIT
 	lg_net=$((lg_net % 250 + 1))
 	: >"$work/lg.out"
-	"$relay_dir/bench-loadgen" --port "$relay_port" --secret "$SECRET" \
+	"$bin_dir/bench-loadgen" --port "$relay_port" --secret "$SECRET" \
 		--conns "$conns" --procs "$procs" --src-net "$lg_net" \
 		--src-count "$srcs" --quiet-ms "$QUIET_MS" "$@" \
 		>"$work/lg.out" 2>>"$work/lg.err" &
@@ -196,7 +196,7 @@ round() {
 	shift 2
 	t0=$(date +%s.%N)
 	c0=$(relay_cpu_ticks)
-	w=$("$relay_dir/bench-writer" --url "$db_url" "$@")
+	w=$("$bin_dir/bench-writer" --url "$db_url" "$@")
 	res=$(lg_collect)
 	c1=$(relay_cpu_ticks)
 	t1=$(date +%s.%N)

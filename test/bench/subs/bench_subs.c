@@ -7,13 +7,14 @@
  * indexed query of another type, and a few unindexed (scan) queries.
  * Figures only, no assertions: timings depend on the machine.
  *
- *   make -C relay && relay/bench-subs
+ *   make && build/bin/bench-subs
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "event.h"
 #include "subs.h"
 
 #define NCONN 10000

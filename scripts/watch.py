@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Watch a cellcms-relay: print every message it sends, one JSON per line.
 
-    test/scripts/watch.py --url ws://127.0.0.1:8080 --token JWT \
+    scripts/watch.py --url ws://127.0.0.1:8080 --token JWT \
         [--dataset production] [--query '*[_type == "post"]'] [--join DOC_ID]
 
 Subscribes to each --query and joins each --join document, then prints what

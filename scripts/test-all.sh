@@ -4,7 +4,7 @@
 # Each suite prints its own summary; the last line sums the suites up and the
 # exit status is non-zero when any suite failed.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 passed=0
@@ -63,7 +63,7 @@ groq_conformance()
 {
 	local subset=$1 max_failures=$2 out
 	out=$(test/groq-conformance/groq-conformance --subset "$subset" -j 2 \
-		--list-failing -- relay/cellcms-groq 2>&1)
+		--list-failing -- build/bin/cellcms-groq 2>&1)
 	local rc=$?
 	echo "$out" | tail -n 40
 	local nfail
@@ -82,8 +82,8 @@ groq_conformance()
 # slow-consumer test's memory bound meaningful.
 integration_asan()
 {
-	make -s -C relay VARIANT=asan build/asan/cellcms-relay &&
-		CELLCMS_RELAY_BIN=$repo/relay/build/asan/cellcms-relay \
+	make -s -C relay VARIANT=asan all &&
+		CELLCMS_RELAY_BIN=$repo/build/asan/bin/cellcms-relay \
 			ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=8 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 			test/integration/run.sh
@@ -94,12 +94,15 @@ client_sdk()
 	(cd client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 }
 
-suite "install dependencies" test/scripts/deps.sh
+suite "install dependencies" scripts/deps.sh
 suite "build" build
 suite "clang-format" format_check
 suite "cppcheck" make -s -C relay cppcheck
 suite "extension: pg_regress + isolation" extension_regress
 suite "extension: pg_dump / restore keeps watched tables" test/extension/dump_restore.sh
+suite "GROQ unit tests" make -s -C groq check
+suite "GROQ unit tests (ASan/UBSan)" make -s -C groq check-asan
+suite "GROQ unit tests (valgrind)" make -s -C groq check-valgrind
 suite "relay unit tests" make -s -C relay check
 suite "relay unit tests (ASan/UBSan)" make -s -C relay check-asan
 suite "relay unit tests (valgrind)" make -s -C relay check-valgrind

@@ -1,5 +1,5 @@
 /*
- * test_groq: unit tests of the GROQ filter engine (relay/groq*.c).
+ * test_groq: unit tests of the GROQ filter engine (groq/groq*.c).
  *
  * Most cases are data: one per line of the file named on the command line
  * (groq_cases.txt), tab-separated:

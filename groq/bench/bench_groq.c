@@ -7,7 +7,7 @@
  * groq_filter_type_key() (a small hash table here; the relay has its own).
  * Figures only, no assertions: timings depend on the machine.
  *
- *   make -C relay && relay/bench-groq
+ *   make && build/bin/bench-groq
  */
 #include "groq.h"
 

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on this machine, with throwaway state under
-# tmp/dev: a PostgreSQL cluster with the extension and a watched sample
+# build/dev: a PostgreSQL cluster with the extension and a watched sample
 # `documents` table, and the relay in front of it with a fresh development
 # secret.  Prints tokens and commands to try it; runs until Ctrl-C, then
 # stops everything it started.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-test/scripts/deps.sh
+scripts/deps.sh
 make -s
 make -s install >/dev/null
 
-. test/scripts/pgcluster.sh
-dir=$(pgcluster_pick_dir "$repo/tmp/dev")
+. scripts/pgcluster.sh
+dir=$(pgcluster_pick_dir "$repo/build/dev")
 relay_pid=
 cleanup()
 {
@@ -27,7 +27,7 @@ trap 'exit 0' INT TERM
 
 pgcluster_start "$dir" "${CELLCMS_PGPORT:-}"
 psql -q -v ON_ERROR_STOP=1 -d postgres -c 'CREATE DATABASE cellcms'
-psql -q -v ON_ERROR_STOP=1 -d cellcms -f test/scripts/sample.sql >/dev/null
+psql -q -v ON_ERROR_STOP=1 -d cellcms -f scripts/sample.sql >/dev/null
 
 
 # The relay: port 8080 unless taken (or CELLCMS_RELAY_PORT says otherwise).
@@ -38,7 +38,7 @@ if ! /usr/bin/python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0
 fi
 secret=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 CELLCMS_RELAY_JWT_SECRET=$secret CELLCMS_RELAY_DATABASE_URL=$(pgcluster_url cellcms) \
-	relay/cellcms-relay --host 127.0.0.1 --port "$port" &
+	build/bin/cellcms-relay --host 127.0.0.1 --port "$port" &
 relay_pid=$!
 for _ in $(seq 100); do
 	if curl -sf "http://127.0.0.1:$port/healthz" 2>/dev/null | grep -q '"connected"'; then
@@ -70,10 +70,10 @@ Development tokens (valid 24 h):
   bob:   $bob
 
 Terminal 2, Alice watches posts and edits document doc-1:
-  test/scripts/watch.py --url ws://127.0.0.1:$port --token $alice --query '*[_type == "post"]' --join doc-1
+  scripts/watch.py --url ws://127.0.0.1:$port --token $alice --query '*[_type == "post"]' --join doc-1
 
 Terminal 3, Bob joins the same document (Alice sees presence.join):
-  test/scripts/watch.py --url ws://127.0.0.1:$port --token $bob --join doc-1
+  scripts/watch.py --url ws://127.0.0.1:$port --token $bob --join doc-1
 
 Terminal 4, change documents (Alice sees each mutation):
   psql $(pgcluster_url cellcms)

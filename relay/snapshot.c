@@ -1,0 +1,283 @@
+/*
+ * snapshot: pg_snapshot text and visibility, and the set D.  See snapshot.h.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snapshot.h"
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Decimal text of a transaction id: digits only (no sign, no space), as
+ * PostgreSQL prints xid8, and not 0.  Returns 0 or -1.
+ */
+static int
+parse_xid(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 20)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned d;
+
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		d = (unsigned) (s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v == 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+void
+snapshot_free(snapshot *s)
+{
+	if (s == NULL)
+		return;
+	free(s->xip);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The decimal number at text[*i..len) up to the next non-digit. */
+static int
+snap_number(const char *text, size_t len, size_t *i, uint64_t *out)
+{
+	size_t start = *i;
+
+	while (*i < len && text[*i] >= '0' && text[*i] <= '9')
+		(*i)++;
+	return parse_xid(text + start, *i - start, out);
+}
+
+int
+snapshot_parse(const char *text, size_t len, snapshot *out, char *err,
+			   size_t errlen)
+{
+	size_t i = 0;
+	size_t cap = 0;
+	bool first = true;
+	uint64_t v;
+
+	memset(out, 0, sizeof(*out));
+	if (snap_number(text, len, &i, &out->xmin) < 0 || i >= len ||
+		text[i++] != ':' || snap_number(text, len, &i, &out->xmax) < 0 ||
+		i >= len || text[i++] != ':' || out->xmin > out->xmax)
+		goto bad;
+	while (i < len)
+	{
+		if (!first && text[i++] != ',')
+			goto bad;
+		first = false;
+		if (snap_number(text, len, &i, &v) < 0 || v < out->xmin ||
+			v >= out->xmax)
+			goto bad;
+		if (out->nxip > 0 && v <= out->xip[out->nxip - 1])
+		{
+			if (v < out->xip[out->nxip - 1])
+				goto bad;
+			continue; /* PostgreSQL skips duplicates too */
+		}
+		if (out->nxip == cap)
+		{
+			size_t ncap = cap ? cap * 2 : 8;
+			uint64_t *nxip;
+
+			if (cap >= SNAPSHOT_MAX_XIP)
+			{
+				snapshot_free(out);
+				seterr(err, errlen, "snapshot lists more than %u transactions",
+					   SNAPSHOT_MAX_XIP);
+				return -1;
+			}
+			if (ncap > SNAPSHOT_MAX_XIP)
+				ncap = SNAPSHOT_MAX_XIP;
+			nxip = realloc(out->xip, ncap * sizeof(*nxip));
+			if (nxip == NULL)
+			{
+				snapshot_free(out);
+				seterr(err, errlen, "out of memory");
+				return -1;
+			}
+			out->xip = nxip;
+			cap = ncap;
+		}
+		out->xip[out->nxip++] = v;
+	}
+	return 0;
+
+bad:
+	snapshot_free(out);
+	seterr(err, errlen, "invalid pg_snapshot text");
+	return -1;
+}
+
+bool
+snapshot_visible(const snapshot *s, uint64_t txid)
+{
+	size_t lo = 0, hi = s->nxip;
+
+	if (txid < s->xmin)
+		return true;
+	if (txid >= s->xmax)
+		return false;
+	while (lo < hi)
+	{
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->xip[mid] == txid)
+			return false;
+		if (s->xip[mid] < txid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return true;
+}
+
+/* ---- D -------------------------------------------------------------- */
+
+#define DSET_MAX_ENTRIES ((size_t) 1 << 30)
+
+/* splitmix64's finaliser: sequential positions spread over the table. */
+static size_t
+dset_slot(const dset *d, int64_t position)
+{
+	uint64_t z = (uint64_t) position ^ d->key;
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	z ^= z >> 31;
+	return (size_t) z & d->mask;
+}
+
+int
+dset_init(dset *d, size_t max, uint64_t key)
+{
+	size_t n = 2;
+
+	memset(d, 0, sizeof(*d));
+	if (max < 1 || max > DSET_MAX_ENTRIES)
+		return -1;
+	while (n < 2 * max)
+		n *= 2;
+	d->slots = calloc(n, sizeof(*d->slots));
+	if (d->slots == NULL)
+		return -1;
+	d->mask = n - 1;
+	d->max = max;
+	d->key = key;
+	return 0;
+}
+
+void
+dset_free(dset *d)
+{
+	if (d == NULL)
+		return;
+	free(d->slots);
+	memset(d, 0, sizeof(*d));
+}
+
+dset_result
+dset_add(dset *d, int64_t position, uint64_t txid)
+{
+	size_t i = dset_slot(d, position);
+
+	for (; d->slots[i].position != 0; i = (i + 1) & d->mask)
+	{
+		if (d->slots[i].position == position)
+			return DSET_PRESENT;
+	}
+	if (d->count >= d->max)
+		return DSET_FULL;
+	d->slots[i].position = position;
+	d->slots[i].txid = txid;
+	d->count++;
+	return DSET_ADDED;
+}
+
+bool
+dset_contains(const dset *d, int64_t position)
+{
+	if (d->count == 0)
+		return false;
+	for (size_t i = dset_slot(d, position); d->slots[i].position != 0;
+		 i = (i + 1) & d->mask)
+	{
+		if (d->slots[i].position == position)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Backward-shift deletion: later members of the probe run move into the
+ * hole when their home slot does not lie cyclically in (hole, their slot],
+ * so lookups never need tombstones.
+ */
+static void
+dset_delete_at(dset *d, size_t hole)
+{
+	size_t j = hole;
+
+	for (;;)
+	{
+		size_t home;
+
+		j = (j + 1) & d->mask;
+		if (d->slots[j].position == 0)
+			break;
+		home = dset_slot(d, d->slots[j].position);
+		/* stays when home is in (hole, j], cyclically */
+		if (hole <= j ? (hole < home && home <= j) : (hole < home || home <= j))
+			continue;
+		d->slots[hole] = d->slots[j];
+		hole = j;
+	}
+	d->slots[hole].position = 0;
+	d->slots[hole].txid = 0;
+	d->count--;
+}
+
+size_t
+dset_remove_visible(dset *d, const snapshot *s)
+{
+	size_t removed = 0;
+
+	/*
+	 * A deletion may pull an entry into slot i (from later in its run, or
+	 * from the wrapped start of the table), so slot i is examined again
+	 * until it keeps its entry.  Entries only ever move backwards into the
+	 * hole, so none is skipped.
+	 */
+	for (size_t i = 0; i <= d->mask && d->count > 0;)
+	{
+		if (d->slots[i].position != 0 && snapshot_visible(s, d->slots[i].txid))
+		{
+			dset_delete_at(d, i);
+			removed++;
+		}
+		else
+			i++;
+	}
+	return removed;
+}
