@@ -1,13 +1,12 @@
 /*
  * delivery: the delivery rules of pg_listener.  See delivery.h.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "delivery.h"
 #include "snapshot.h"
+#include "textparse.h"
 
 typedef struct pending
 {
@@ -58,17 +57,6 @@ struct delivery
 	delivery_stats stats;
 };
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 delivery *
 delivery_new(const delivery_config *cfg)

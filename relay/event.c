@@ -1,27 +1,15 @@
 /*
  * event: the change event and its two parsers.  See event.h.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "event.h"
+#include "textparse.h"
 
 static const char *const operations[] = {"create", "update", "delete",
 										 "publish", "unpublish"};
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 bool
 event_operation_valid(const char *op)
@@ -211,33 +199,6 @@ err:
 	return -1;
 }
 
-/*
- * Decimal text of an integer in [1, max]: digits only (no sign, no space),
- * as PostgreSQL prints bigint and xid8.  Returns 0 or -1.
- */
-static int
-parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (len == 0 || len > 20)
-		return -1;
-	for (size_t i = 0; i < len; i++)
-	{
-		unsigned d;
-
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		d = (unsigned) (s[i] - '0');
-		if (v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	if (v == 0)
-		return -1;
-	*out = v;
-	return 0;
-}
 
 int
 event_from_row(const char *position, const char *txid, const char *dataset,
@@ -247,12 +208,12 @@ event_from_row(const char *position, const char *txid, const char *dataset,
 	uint64_t pos, xid;
 
 	memset(out, 0, sizeof(*out));
-	if (parse_u64(position, strlen(position), INT64_MAX, &pos) < 0)
+	if (parse_decimal(position, strlen(position), INT64_MAX, &pos) < 0)
 	{
 		seterr(err, errlen, "position is not a positive integer");
 		return -1;
 	}
-	if (parse_u64(txid, strlen(txid), UINT64_MAX, &xid) < 0)
+	if (parse_decimal(txid, strlen(txid), UINT64_MAX, &xid) < 0)
 	{
 		seterr(err, errlen, "txid is not a positive integer");
 		return -1;

@@ -1,52 +1,12 @@
 /*
  * snapshot: pg_snapshot text and visibility, and the set D.  See snapshot.h.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "snapshot.h"
+#include "textparse.h"
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/*
- * Decimal text of a transaction id: digits only (no sign, no space), as
- * PostgreSQL prints xid8, and not 0.  Returns 0 or -1.
- */
-static int
-parse_xid(const char *s, size_t len, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (len == 0 || len > 20)
-		return -1;
-	for (size_t i = 0; i < len; i++)
-	{
-		unsigned d;
-
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		d = (unsigned) (s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	if (v == 0)
-		return -1;
-	*out = v;
-	return 0;
-}
 
 void
 snapshot_free(snapshot *s)
@@ -65,7 +25,7 @@ snap_number(const char *text, size_t len, size_t *i, uint64_t *out)
 
 	while (*i < len && text[*i] >= '0' && text[*i] <= '9')
 		(*i)++;
-	return parse_xid(text + start, *i - start, out);
+	return parse_decimal(text + start, *i - start, UINT64_MAX, out);
 }
 
 int
