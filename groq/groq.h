@@ -85,6 +85,15 @@ int groq_match(const groq_filter *f, json_t *doc, json_t *params,
 			   const groq_limits *limits, groq_error *err);
 
 /*
+ * groq_match() that also stores in *steps_used the evaluation steps it took
+ * (at most the max_steps in effect; all of them when it aborted on the step
+ * limit), so a caller can bound the work of many matches together.
+ */
+int groq_match_counted(const groq_filter *f, json_t *doc, json_t *params,
+					   const groq_limits *limits, unsigned long *steps_used,
+					   groq_error *err);
+
+/*
  * True when every attribute the filter reads from the document's top level
  * is one of attrs[0..n) and the filter never uses the document as a whole
  * (`@` at the top level, references(), ...).  The relay uses it to decide

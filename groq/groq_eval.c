@@ -366,6 +366,16 @@ int
 groq_match(const groq_filter *f, json_t *doc, json_t *params,
 		   const groq_limits *limits, groq_error *err)
 {
+	unsigned long steps_used;
+
+	return groq_match_counted(f, doc, params, limits, &steps_used, err);
+}
+
+int
+groq_match_counted(const groq_filter *f, json_t *doc, json_t *params,
+				   const groq_limits *limits, unsigned long *steps_used,
+				   groq_error *err)
+{
 	groq_limits lim;
 	/* scratch for typical filters: no malloc at all */
 	max_align_t buf[2048 / sizeof(max_align_t)];
@@ -388,6 +398,7 @@ groq_match(const groq_filter *f, json_t *doc, json_t *params,
 	groq_value_from_json(doc, &self);
 	rc = groq_eval_node(&ev, f->root, &self, &out);
 	groq_arena_free(&arena);
+	*steps_used = lim.max_steps - ev.steps_left;
 	if (rc < 0)
 		return -1;
 	return out.t == V_BOOL && out.b;
@@ -632,6 +643,13 @@ groq_eval_abort(groq_eval *ev, const groq_node *n, const char *what)
 	return -1;
 }
 
+int
+groq_eval_out_of_steps(groq_eval *ev, const groq_node *n)
+{
+	ev->steps_left = 0;
+	return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+}
+
 static void *
 scratch(groq_eval *ev, const groq_node *n, size_t size)
 {
@@ -697,7 +715,7 @@ concat(groq_eval *ev, const groq_node *n, const groq_value *l,
 	groq_value *v;
 
 	if (ev->steps_left < nl + nr)
-		return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+		return groq_eval_out_of_steps(ev, n);
 	ev->steps_left -= nl + nr;
 	v = scratch(ev, n, sizeof(*v) * (nl + nr));
 	if (!v)
@@ -749,7 +767,7 @@ merge(groq_eval *ev, const groq_node *n, const groq_value *l,
 	groq_kv *kv;
 
 	if (ev->steps_left < nl + nr)
-		return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+		return groq_eval_out_of_steps(ev, n);
 	ev->steps_left -= nl + nr;
 	kv = scratch(ev, n, sizeof(*kv) * (nl + nr));
 	if (!kv)
@@ -841,7 +859,7 @@ static int
 take_steps(groq_eval *ev, const groq_node *n, size_t k)
 {
 	if (ev->steps_left < k)
-		return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+		return groq_eval_out_of_steps(ev, n);
 	ev->steps_left -= k;
 	return 0;
 }
@@ -1203,7 +1221,7 @@ groq_eval_node(groq_eval *ev, const groq_node *n, const groq_value *self,
 	groq_value a, b;
 
 	if (!ev->steps_left)
-		return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+		return groq_eval_out_of_steps(ev, n);
 	ev->steps_left--;
 	memset(out, 0, sizeof(*out));
 	switch ((groq_op) n->op)

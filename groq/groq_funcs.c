@@ -89,7 +89,7 @@ static int
 steps(groq_eval *ev, const groq_node *n, size_t k)
 {
 	if (ev->steps_left < k)
-		return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+		return groq_eval_out_of_steps(ev, n);
 	ev->steps_left -= k;
 	return 0;
 }
@@ -209,7 +209,7 @@ has_reference(groq_eval *ev, const groq_value *v, const groq_strref *ids,
 	}
 	if (!ev->steps_left)
 	{
-		groq_eval_abort(ev, NULL, "evaluation step limit exceeded");
+		groq_eval_out_of_steps(ev, NULL);
 		*err = -1;
 		return false;
 	}

@@ -284,6 +284,8 @@ typedef struct groq_eval
 int groq_eval_node(groq_eval *ev, const groq_node *n, const groq_value *self,
 				   groq_value *out);
 int groq_eval_abort(groq_eval *ev, const groq_node *n, const char *what);
+/* Aborts on the step limit; the steps left are spent (groq_match_counted). */
+int groq_eval_out_of_steps(groq_eval *ev, const groq_node *n);
 void groq_value_from_json(json_t *j, groq_value *out);
 bool groq_is_array(const groq_value *v);
 bool groq_is_object(const groq_value *v);

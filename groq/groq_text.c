@@ -388,7 +388,7 @@ groq_text_match(groq_eval *ev, const groq_node *n, const groq_strref *texts,
 			size_t cost = 1 + terms.v[t].len * toks.v[k].len / 256;
 
 			if (ev->steps_left < cost)
-				return groq_eval_abort(ev, n, "evaluation step limit exceeded");
+				return groq_eval_out_of_steps(ev, n);
 			ev->steps_left -= cost;
 			found = glob_match(terms.v[t].s, terms.v[t].s + terms.v[t].len,
 							   toks.v[k].s, toks.v[k].s + toks.v[k].len);

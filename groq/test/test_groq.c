@@ -315,6 +315,23 @@ test_limits(void)
 	CHECK_INT(err.pos, 12);
 	lim.max_steps = 10000000;
 	CHECK_INT(groq_match(f, doc, params, &lim, &err), 1);
+
+	/* the steps counted: all of them on an abort, fewer than the limit
+	 * on a success, and a cheap filter takes few */
+	{
+		unsigned long used = 0;
+
+		lim.max_steps = 5000;
+		CHECK_INT(groq_match_counted(f, doc, params, &lim, &used, &err), -1);
+		CHECK_INT(used, 5000);
+		lim.max_steps = 10000000;
+		CHECK_INT(groq_match_counted(f, doc, params, &lim, &used, &err), 1);
+		CHECK(used > 500000 && used < 10000000);
+		groq_filter_unref(f);
+		f = compile("*[defined(a)]", NULL);
+		CHECK_INT(groq_match_counted(f, doc, params, NULL, &used, &err), 1);
+		CHECK(used >= 1 && used < 10);
+	}
 	groq_filter_unref(f);
 	json_decref(params);
 
