@@ -299,17 +299,29 @@ groq_filter_text(const groq_filter *f)
 	return f->text;
 }
 
-/* JSON values plus string bytes, stopping once over limit. */
+/*
+ * Params nest no deeper than this: evaluation recurses on them, and no
+ * filter needs more.
+ */
+#define MAX_PARAMS_DEPTH 64
+
+/*
+ * JSON values plus string bytes, stopping once over limit; *too_deep set
+ * (and a size over limit returned) past MAX_PARAMS_DEPTH.
+ */
 static size_t
-params_size(json_t *j, size_t limit, unsigned depth)
+params_size(json_t *j, size_t limit, unsigned depth, bool *too_deep)
 {
 	size_t n = 1;
 	const char *k;
 	json_t *v;
 	size_t i;
 
-	if (depth > 64)
+	if (depth > MAX_PARAMS_DEPTH)
+	{
+		*too_deep = true;
 		return limit + 1;
+	}
 	switch (json_typeof(j))
 	{
 		case JSON_STRING:
@@ -317,7 +329,7 @@ params_size(json_t *j, size_t limit, unsigned depth)
 		case JSON_ARRAY:
 			json_array_foreach (j, i, v)
 			{
-				n += params_size(v, limit, depth + 1);
+				n += params_size(v, limit, depth + 1, too_deep);
 				if (n > limit)
 					return n;
 			}
@@ -325,7 +337,7 @@ params_size(json_t *j, size_t limit, unsigned depth)
 		case JSON_OBJECT:
 			json_object_foreach (j, k, v)
 			{
-				n += strlen(k) + params_size(v, limit, depth + 1);
+				n += strlen(k) + params_size(v, limit, depth + 1, too_deep);
 				if (n > limit)
 					return n;
 			}
@@ -338,16 +350,22 @@ params_size(json_t *j, size_t limit, unsigned depth)
 bool
 groq_params_check(const groq_filter *f, json_t *params, groq_error *err)
 {
+	bool too_deep = false;
+
 	if (params && !json_is_object(params))
 	{
 		groq_seterr(err, 0, "params must be a JSON object");
 		return false;
 	}
-	if (params && params_size(params, f->limits.max_params_size, 0) >
+	if (params && params_size(params, f->limits.max_params_size, 0, &too_deep) >
 					  f->limits.max_params_size)
 	{
-		groq_seterr(err, 0, "params larger than %zu",
-					f->limits.max_params_size);
+		if (too_deep)
+			groq_seterr(err, 0, "params nested deeper than %d",
+						MAX_PARAMS_DEPTH);
+		else
+			groq_seterr(err, 0, "params larger than %zu",
+						f->limits.max_params_size);
 		return false;
 	}
 	for (size_t k = 0; k < f->nparams; k++)

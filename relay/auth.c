@@ -54,6 +54,8 @@ auth_config_init(auth_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->leeway = AUTH_DEFAULT_LEEWAY;
+	/* a stolen token without exp would be good for ever */
+	cfg->require_exp = true;
 	cfg->max_token_len = AUTH_DEFAULT_MAX_TOKEN;
 }
 
@@ -536,6 +538,11 @@ auth_verify(const auth_config *cfg, const char *token, time_t now,
 		}
 		/* first whole second at which now >= exp + leeway */
 		expires_at = t >= 9.0e18 ? LLONG_MAX : (long long) ceil(t);
+	}
+	else if (cfg->require_exp)
+	{
+		*reason = "token has no exp claim";
+		goto done;
 	}
 	if ((v = json_object_get(claims, "nbf")))
 	{

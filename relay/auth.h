@@ -33,7 +33,8 @@ typedef enum auth_alg
 /*
  * Verification settings.  key, issuer and audience are OWNED by the config
  * (set them with the functions below, release with auth_config_free()).
- * leeway and max_token_len are plain settings the caller may assign.
+ * leeway, require_exp and max_token_len are plain settings the caller may
+ * assign.
  */
 typedef struct auth_config
 {
@@ -43,6 +44,7 @@ typedef struct auth_config
 	char *issuer;		/* owned; NULL: `iss` is not checked */
 	char *audience;		/* owned; NULL: `aud` is not checked */
 	long leeway;		/* seconds, >= 0 */
+	bool require_exp;	/* refuse tokens without `exp` (default true) */
 	size_t max_token_len;
 } auth_config;
 

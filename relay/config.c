@@ -63,6 +63,8 @@ static const setting settings[] = {
 	 "AUD", "required `aud` claim (default: not checked)"},
 	{"jwt-leeway", K_UINT, OFF(jwt_leeway), "30", 0, 3600, NULL, false, "SEC",
 	 "clock skew allowed on `exp` and `nbf`, in seconds"},
+	{"jwt-require-exp", K_UINT, OFF(jwt_require_exp), "1", 0, 1, NULL, false,
+	 "0|1", "1: refuse a token without an `exp` claim (valid for ever)"},
 	{"channel", K_STRING, OFF(channel), "cellcms_rt", 1, 63, NULL, false,
 	 "NAME", "NOTIFY channel to LISTEN on (the extension's GUC)"},
 	{"max-frame-bytes", K_SIZE, OFF(max_frame_bytes), "65536", 1024, 16 * MiB,

@@ -68,6 +68,7 @@ typedef struct relay_config
 	const char *jwt_issuer;		/* NULL: `iss` not checked */
 	const char *jwt_audience;	/* NULL: `aud` not checked */
 	unsigned jwt_leeway;		/* seconds */
+	unsigned jwt_require_exp;	/* 0 or 1 */
 	const char *channel;		/* NOTIFY channel, 1..63 bytes */
 	size_t max_frame_bytes;
 	size_t max_queue_bytes;	  /* per connection */

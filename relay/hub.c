@@ -49,8 +49,7 @@ struct hub
 	subs *subs;
 	htab datasets;
 	uint8_t key[16];
-	uint32_t instance; /* random per process: ids differ across restarts */
-	uint64_t next_client;
+	uint64_t next_client; /* never leaves the hub: ids are keyed hashes of it */
 	size_t nclients;
 };
 
@@ -64,8 +63,6 @@ hub_new(const hub_config *cfg, const hub_sink *sink, const uint8_t seed[32])
 	h->cfg = *cfg;
 	h->sink = *sink;
 	memcpy(h->key, seed, 16);
-	/* Not a copy of key bytes: client ids are public, hash keys are not. */
-	h->instance = (uint32_t) htab_siphash(h->key, "instance", 8);
 	h->presence = presence_new(cfg->max_presence_documents, seed + 16);
 	h->subs = subs_new(&cfg->groq, cfg->max_subscriptions, seed);
 	if (!h->presence || !h->subs || htab_init(&h->datasets) != 0)
@@ -223,6 +220,26 @@ broadcast_presence(hub *h, hub_dataset *ds, hub_client *sender,
 	}
 }
 
+/*
+ * A client id that reveals neither how many connections the relay has seen
+ * nor when this one came, and differs across restarts: 128 bits of a keyed
+ * hash (a PRF, so the key stays secret) of the connection's ordinal.
+ */
+static void
+client_id_make(const hub *h, uint64_t ordinal, char out[40])
+{
+	uint8_t block[16];
+	uint64_t hi, lo;
+
+	memcpy(block, "clientid", 8);
+	memcpy(block + 8, &ordinal, 8);
+	hi = htab_siphash(h->key, block, sizeof(block));
+	block[0] ^= 1;
+	lo = htab_siphash(h->key, block, sizeof(block));
+	snprintf(out, 40, "%016llx%016llx", (unsigned long long) hi,
+			 (unsigned long long) lo);
+}
+
 hub_client *
 hub_connect(hub *h, void *transport, auth_identity *identity,
 			const char *dataset)
@@ -243,8 +260,7 @@ hub_connect(hub *h, void *transport, auth_identity *identity,
 	c->transport = transport;
 	c->identity = identity;
 	outq_init(&c->queue, h->cfg.max_queue_bytes);
-	snprintf(c->id, sizeof(c->id), "%08x-%llx", (unsigned) h->instance,
-			 (unsigned long long) ++h->next_client);
+	client_id_make(h, ++h->next_client, c->id);
 	c->ds = ds;
 	dlist_push_head(&ds->clients, &c->link);
 	h->nclients++;

@@ -103,6 +103,7 @@ setup_auth(relay *r)
 
 	auth_config_init(&r->auth);
 	r->auth.leeway = (long) cfg->jwt_leeway;
+	r->auth.require_exp = cfg->jwt_require_exp != 0;
 	if (cfg->jwt_secret)
 		rc = auth_config_set_key(&r->auth, "HS256", cfg->jwt_secret,
 								 strlen(cfg->jwt_secret), err, sizeof(err));

@@ -462,6 +462,22 @@ test_api(void)
 		CHECK(!groq_params_check(f, arr, &err));
 		json_decref(arr);
 	}
+	/* params nested 2000 deep are refused for their depth, not their size */
+	{
+		json_t *deep = json_integer(1), *params;
+
+		for (int i = 0; i < 2000; i++)
+		{
+			json_t *wrap = json_array();
+
+			json_array_append_new(wrap, deep);
+			deep = wrap;
+		}
+		params = json_pack("{s:o}", "p", deep);
+		CHECK(!groq_params_check(f, params, &err));
+		CHECK_STR(err.message, "params nested deeper than 64");
+		json_decref(params);
+	}
 	/* a document that is not an object still evaluates */
 	{
 		json_t *s = json_string("x");

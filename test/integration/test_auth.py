@@ -1,5 +1,6 @@
 """SPEC §4 Authentication and the greeting (welcome, presence.snapshot)."""
 
+import re
 import time
 
 import pytest
@@ -45,6 +46,8 @@ def test_client_ids_unique_per_connection(relay):
                    for _ in range(10)]
         ids = [c.client_id for c in clients]
         assert len(set(ids)) == 10, ids
+        # an id tells nothing of how many came before it (no counter in it)
+        assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids
         assert all(c.welcome["userId"] == "alice" for c in clients)
         for c in clients:
             await c.close()
@@ -206,3 +209,21 @@ def test_issuer_audience_checked_when_configured(relay_factory, claims, ok):
         else:
             await expect_rejected(relay.port, 4001, token=tok)
     run(body())
+
+
+def test_token_without_exp_refused_by_default(relay_factory):
+    """A token that never expires is good for ever once stolen: refused
+    with 4001 unless the operator opts out with --jwt-require-exp 0."""
+    strict = relay_factory()
+    reason = run(expect_rejected(strict.port, 4001,
+                                 token=make_token("alice", exp_in=None)))
+    assert "exp" in reason, reason
+
+    lenient = relay_factory("--jwt-require-exp", "0")
+
+    async def accepted():
+        c = await WsClient.connect(lenient.port,
+                                   make_token("alice", exp_in=None))
+        assert c.welcome["userId"] == "alice"
+        await c.close()
+    run(accepted())

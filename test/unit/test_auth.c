@@ -267,6 +267,19 @@ test_claims(void)
 	CHECK_INT(auth_config_set_key(&cfg, "HS256", secret, strlen(secret), err,
 								  sizeof(err)),
 			  0);
+
+	/* by default a token must expire: one without exp is refused */
+	CHECK(cfg.require_exp);
+	{
+		char *forever = hand_token(HS_HEADER, "{\"sub\":\"u1\"}", secret, NULL);
+
+		render(&cfg, forever, got, sizeof(got));
+		CHECK_STR(got, "invalid:token has no exp claim");
+		free(forever);
+	}
+
+	/* the cases check the other claims, with exp optional */
+	cfg.require_exp = false;
 	for (size_t i = 0; i < sizeof(claim_cases) / sizeof(claim_cases[0]); i++)
 	{
 		const char *want = expand(claim_cases[i].want);
@@ -331,6 +344,7 @@ test_iss_aud(void)
 	char err[256], got[512];
 
 	auth_config_init(&cfg);
+	cfg.require_exp = false;
 	auth_config_set_key(&cfg, "HS256", secret, strlen(secret), err,
 						sizeof(err));
 	CHECK_INT(auth_config_set_issuer(&cfg, "https://issuer"), 0);
@@ -419,6 +433,7 @@ test_structure(void)
 	char err[256], got[512];
 
 	auth_config_init(&cfg);
+	cfg.require_exp = false; /* exp is tested in test_claims */
 	auth_config_set_key(&cfg, "HS256", secret, strlen(secret), err,
 						sizeof(err));
 	for (size_t i = 0; i < sizeof(header_cases) / sizeof(header_cases[0]); i++)
@@ -511,6 +526,7 @@ test_structure(void)
 		char *tok = hand_token(HS_HEADER, "{\"sub\":\"u\"}", secret, NULL);
 
 		auth_config_init(&cfg);
+		cfg.require_exp = false; /* exp is tested in test_claims */
 		render(&cfg, tok, got, sizeof(got));
 		CHECK_STR(got, "invalid:authentication is not configured");
 		free(tok);
@@ -643,6 +659,7 @@ test_config(void)
 		int rc;
 
 		auth_config_init(&cfg);
+		cfg.require_exp = false; /* exp is tested in test_claims */
 		err[0] = '\0';
 		if (cases[i].file)
 			key = read_file(cases[i].file, &len);
@@ -661,6 +678,7 @@ test_config(void)
 
 	/* a failed set keeps the previous key */
 	auth_config_init(&cfg);
+	cfg.require_exp = false; /* exp is tested in test_claims */
 	CHECK_INT(auth_config_set_key(&cfg, "HS256", secret, strlen(secret), err,
 								  sizeof(err)),
 			  0);
@@ -669,7 +687,9 @@ test_config(void)
 	CHECK_INT(cfg.alg, AUTH_ALG_HS256);
 	CHECK_INT(cfg.key_len, strlen(secret));
 	auth_config_free(&cfg);
-	CHECK(cfg.key == NULL && cfg.alg == AUTH_ALG_NONE && cfg.leeway == 30);
+	CHECK(cfg.key == NULL && cfg.alg == AUTH_ALG_NONE && cfg.leeway == 30 &&
+		  cfg.require_exp);
+	cfg.require_exp = false;
 
 	/* loading from files */
 	snprintf(path, sizeof(path), "%s/auth_rs256_public.pem", dir);

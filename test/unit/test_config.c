@@ -89,6 +89,7 @@ test_defaults(void)
 		"jwt-issuer = (unset)",
 		"jwt-audience = (unset)",
 		"jwt-leeway = 30",
+		"jwt-require-exp = 1",
 		"channel = cellcms_rt",
 		"max-frame-bytes = 65536",
 		"max-queue-bytes = 1048576",

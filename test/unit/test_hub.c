@@ -465,7 +465,9 @@ test_connect(void)
 
 	/* Same user, same dataset: still a new, distinct client id. */
 	fake_connect(h, &b, "u1", "Alice", "production");
-	CHECK(strlen(hub_client_id(a.c)) > 0);
+	/* 32 hex digits of a keyed hash: no connection count in them */
+	CHECK_INT(strlen(hub_client_id(a.c)), 32);
+	CHECK(strspn(hub_client_id(a.c), "0123456789abcdef") == 32);
 	CHECK(strcmp(hub_client_id(a.c), hub_client_id(b.c)) != 0);
 	snprintf(want, sizeof(want),
 			 "{\"type\":\"welcome\",\"clientId\":\"%s\",\"userId\":\"u1\"}",
