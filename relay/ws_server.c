@@ -51,6 +51,12 @@
  */
 #define PING_PAYLOAD "cellcms"
 
+/*
+ * The keepalive tick runs every second; one that finds more than this gap
+ * since the last means the relay itself was not running.
+ */
+#define KEEPALIVE_STALL_SEC 2
+
 struct ws_server
 {
 	ws_server_config cfg;
@@ -69,6 +75,7 @@ struct ws_server
 	dlist_head dirty;	 /* sessions with messages to write directly */
 	dlist_head sessions; /* established WebSocket sessions */
 	time_t now;			 /* seconds, refreshed by the keepalive tick */
+	time_t last_sweep;	 /* when the keepalive tick last ran */
 };
 
 typedef struct session
@@ -94,8 +101,9 @@ typedef struct session
 	/* Keep-alive: in the server's `sessions`, swept every second. */
 	dlist_node session_link;
 	time_t last_heard; /* last frame or pong from the peer */
-	time_t last_ping;
-	bool ping_due;
+	time_t last_ping;  /* when a ping was last asked for */
+	bool ping_due;	   /* asked for, not yet written */
+	time_t ping_sent;  /* written and unanswered since; 0: none */
 	/*
 	 * Writes without the POLLOUT round trip: once established (and if
 	 * ws_frame_direct_ok()), a session whose queue fills is put on the
@@ -354,6 +362,7 @@ receive(ws_server *srv, session *s, struct lws *wsi, const char *in, size_t len)
 	size_t total = s->rx_len + len;
 
 	s->last_heard = srv->now;
+	s->ping_sent = 0;
 	if (lws_frame_is_binary(wsi))
 		return close_with(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
 						  "binary frames are not supported");
@@ -403,6 +412,8 @@ writeable(session *s, struct lws *wsi)
 		if (lws_write(wsi, ping + LWS_PRE, sizeof(PING_PAYLOAD) - 1,
 					  LWS_WRITE_PING) < 0)
 			return -1;
+		/* the timeout runs from here: the peer cannot answer sooner */
+		s->ping_sent = time(NULL);
 	}
 	if (!s->client)
 		return 0;
@@ -515,6 +526,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return writeable(s, wsi);
 		case LWS_CALLBACK_RECEIVE_PONG:
 			s->last_heard = server_of(wsi)->now;
+			s->ping_sent = 0;
 			return 0;
 		case LWS_CALLBACK_TIMER:
 			return s->close_code ? close_now(s, wsi) : 0;
@@ -642,9 +654,14 @@ flush_dirty(uv_check_t *check)
 
 /*
  * Once a second: ping every session silent for ping_interval (once per
- * interval), and drop those silent for ping_interval + ping_timeout.  A
- * dropped session is closed by lws like any other, so the hub broadcasts
- * its presence leaves.
+ * interval), and drop one that has not answered a ping within ping_timeout
+ * of its writing, or whose ping could not even be written in that time (a
+ * peer that stopped reading).  Nobody is dropped who was not pinged and
+ * failed to answer: when the tick comes late, the relay itself stalled
+ * (SIGSTOP, swapping, a slow disk), and the answers may be sitting unread
+ * in the sockets, since libuv runs timers before it polls; every pending
+ * ping then gets its full timeout again from now.  A dropped session is
+ * closed by lws like any other, so the hub broadcasts its presence leaves.
  */
 static void
 keepalive_sweep(uv_timer_t *t)
@@ -652,22 +669,32 @@ keepalive_sweep(uv_timer_t *t)
 	ws_server *srv = t->data;
 	time_t now = time(NULL);
 	time_t interval = srv->cfg.ping_interval;
-	time_t timeout = srv->cfg.ping_interval + srv->cfg.ping_timeout;
+	time_t timeout = srv->cfg.ping_timeout;
+	bool stalled = now - srv->last_sweep > KEEPALIVE_STALL_SEC;
 	bool killed = false;
 	dlist_iter it;
 
 	srv->now = now;
+	srv->last_sweep = now;
 	dlist_foreach(it, &srv->sessions)
 	{
 		session *s = dlist_container(session, session_link, it.cur);
-		time_t silent = now - s->last_heard;
+		bool pending = s->ping_sent || s->ping_due;
 
-		if (silent >= timeout)
+		if (pending && stalled)
+		{
+			if (s->ping_sent)
+				s->ping_sent = now;
+			s->last_ping = now;
+		}
+		else if (pending &&
+				 now - (s->ping_sent ? s->ping_sent : s->last_ping) >= timeout)
 		{
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			killed = true;
 		}
-		else if (silent >= interval && now - s->last_ping >= interval)
+		else if (!pending && now - s->last_heard >= interval &&
+				 now - s->last_ping >= interval)
 		{
 			s->last_ping = now;
 			s->ping_due = true;
@@ -695,7 +722,7 @@ ws_server_start(uv_loop_t *loop, const ws_server_config *cfg, hub *h,
 	srv->cfg = *cfg;
 	srv->hub = h;
 	srv->auth = auth;
-	srv->now = time(NULL);
+	srv->now = srv->last_sweep = time(NULL);
 	dlist_init(&srv->dirty);
 	dlist_init(&srv->sessions);
 

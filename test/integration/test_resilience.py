@@ -3,6 +3,7 @@ every change committed while the relay was disconnected reaches them
 exactly once, in commit order, after it reconnects."""
 
 import asyncio
+import signal
 import time
 
 import psycopg2
@@ -208,3 +209,35 @@ def test_relay_started_before_database(relay_factory, pg):
         assert await recv_ids(c, 1) == [doc]
         await c.close()
     run(body(), timeout=60)
+
+
+def test_relay_stall_drops_nobody(relay_factory, pg):
+    """A relay stopped longer than ping interval + timeout (SIGSTOP, as a
+    long pause or a slow disk would) must not drop connections that were
+    never pinged and left unanswered: the stall is the relay's, not the
+    clients'.  Subscribers and quiet peers stay and miss nothing."""
+    relay = relay_factory("--ping-interval", "2", "--ping-timeout", "2")
+
+    async def body():
+        sub = await WsClient.connect(relay.port, make_token("sub"))
+        quiet = await WsClient.connect(relay.port, make_token("quiet"))
+        await sub.subscribe(QUERY)
+        first = pg.insert(TYPE)
+        assert await recv_ids(sub, 1) == [first]
+
+        relay.signal(signal.SIGSTOP)
+        try:
+            during = [pg.insert(TYPE) for _ in range(5)]
+            await asyncio.sleep(7)  # well past interval + timeout
+        finally:
+            relay.signal(signal.SIGCONT)
+        assert await recv_ids(sub, 5) == during
+        # past another full interval + timeout: both answer pings, so stay
+        await asyncio.sleep(5)
+        await sub.roundtrip()
+        await quiet.roundtrip()
+        after = pg.insert(TYPE)
+        assert await recv_ids(sub, 1) == [after]
+        await sub.close()
+        await quiet.close()
+    run(body())
