@@ -76,8 +76,9 @@ typedef struct relay_config
 	size_t max_presence_documents;
 	size_t max_query_bytes;
 	unsigned max_connections; /* 0: derive from RLIMIT_NOFILE (main) */
-	unsigned ping_interval;	  /* seconds */
-	unsigned ping_timeout;	  /* seconds */
+	unsigned max_refused_connections;
+	unsigned ping_interval; /* seconds */
+	unsigned ping_timeout;	/* seconds */
 	unsigned advance_interval_ms;
 	unsigned prune_interval; /* seconds, 0: never prune */
 	config_log_level log_level;

@@ -59,7 +59,7 @@ static int
 set_connection_limit(relay_config *cfg)
 {
 	struct rlimit rl;
-	rlim_t available;
+	rlim_t available, reserved;
 
 	/* Raising the soft limit to the hard one is always allowed. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
@@ -69,7 +69,9 @@ set_connection_limit(relay_config *cfg)
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		rl.rlim_cur = 1024;
-	available = rl.rlim_cur > FD_RESERVE ? rl.rlim_cur - FD_RESERVE : 0;
+	/* refused connections awaiting their close hold descriptors too */
+	reserved = (rlim_t) FD_RESERVE + cfg->max_refused_connections;
+	available = rl.rlim_cur > reserved ? rl.rlim_cur - reserved : 0;
 	if (cfg->max_connections == 0)
 		cfg->max_connections = (unsigned) (available > CONFIG_MAX_CONNECTIONS
 											   ? CONFIG_MAX_CONNECTIONS
@@ -78,9 +80,11 @@ set_connection_limit(relay_config *cfg)
 	{
 		fprintf(stderr,
 				"cellcms-relay: --max-connections %u exceeds what the file "
-				"descriptor limit allows (%llu = %llu - %d reserved)\n",
+				"descriptor limit allows (%llu = %llu - %d reserved - "
+				"--max-refused-connections %u)\n",
 				cfg->max_connections, (unsigned long long) available,
-				(unsigned long long) rl.rlim_cur, FD_RESERVE);
+				(unsigned long long) rl.rlim_cur, FD_RESERVE,
+				cfg->max_refused_connections);
 		return -1;
 	}
 	if (cfg->max_connections == 0)
@@ -288,6 +292,7 @@ start(relay *r)
 	wcfg.port = (int) r->cfg.port;
 	wcfg.max_frame_bytes = r->cfg.max_frame_bytes;
 	wcfg.max_connections = r->cfg.max_connections;
+	wcfg.max_refused_connections = r->cfg.max_refused_connections;
 	wcfg.ping_interval = r->cfg.ping_interval;
 	wcfg.ping_timeout = r->cfg.ping_timeout;
 	wcfg.default_dataset = "production";

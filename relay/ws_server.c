@@ -65,8 +65,10 @@ struct ws_server
 	const auth_config *auth;
 	lws_retry_bo_t no_lws_keepalive;
 	bool shutting_down;
-	size_t live_sessions; /* WebSocket connections not yet destroyed */
+	size_t live_sessions;	 /* WebSocket connections not yet destroyed */
+	size_t refused_sessions; /* of those, refused after the handshake */
 	time_t last_full_warning;
+	time_t last_refused_warning;
 	void (*done)(void *arg);
 	void *done_arg;
 	uv_timer_t shutdown_timer;
@@ -94,10 +96,12 @@ typedef struct session
 	/* /healthz body */
 	char *http_body;
 	/*
-	 * In live_sessions: from ESTABLISHED to WSI_DESTROY, which comes after
-	 * CLOSED has taken the session off `sessions`.
+	 * In live_sessions (and refused_sessions if refused): from ESTABLISHED
+	 * to WSI_DESTROY, which comes after CLOSED has taken the session off
+	 * `sessions`.
 	 */
 	bool counted;
+	bool refused;
 	/* Keep-alive: in the server's `sessions`, swept every second. */
 	dlist_node session_link;
 	time_t last_heard; /* last frame or pong from the peer */
@@ -229,6 +233,28 @@ dataset_name_ok(const char *name)
 }
 
 /*
+ * True when no more refused sessions may linger: the handshake is then
+ * dropped without a close code (an attacker's flood, not a browser that
+ * needs to see why).  Logged at most once a second.
+ */
+static bool
+refused_full(ws_server *srv)
+{
+	time_t now;
+
+	if (srv->refused_sessions < srv->cfg.max_refused_connections)
+		return false;
+	now = time(NULL);
+	if (now != srv->last_refused_warning)
+		log_msg(LOG_WARN,
+				"dropping refused connections: --max-refused-connections "
+				"(%u) reached",
+				srv->cfg.max_refused_connections);
+	srv->last_refused_warning = now;
+	return true;
+}
+
+/*
  * Decide, before the handshake completes, what happens after it: either a
  * pending identity and dataset for hub_connect(), or a close code.  The
  * handshake itself always completes so that browsers see the close code
@@ -250,7 +276,11 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0 ||
 		strcmp(path, "/ws") != 0)
 		return -1;
-	if (srv->live_sessions >= srv->cfg.max_connections)
+	/*
+	 * Refused sessions linger until the peer acknowledges the close: a
+	 * client that never does must not hold the slots of accepted ones.
+	 */
+	if (srv->live_sessions - srv->refused_sessions >= srv->cfg.max_connections)
 	{
 		time_t now = time(NULL);
 
@@ -260,7 +290,7 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 					srv->cfg.max_connections);
 		srv->last_full_warning = now;
 		set_close(s, WS_CLOSE_TRY_AGAIN_LATER, "too many connections");
-		return 0;
+		return refused_full(srv) ? -1 : 0;
 	}
 
 	token = malloc(token_cap);
@@ -306,6 +336,8 @@ filter_connection(ws_server *srv, session *s, struct lws *wsi)
 	{
 		log_msg(LOG_DEBUG, "connection refused after handshake: %d %s",
 				s->close_code, s->close_reason);
+		if (refused_full(srv))
+			return -1;
 		auth_identity_free(s->pending_identity);
 		s->pending_identity = NULL;
 		return 0;
@@ -326,6 +358,11 @@ establish(ws_server *srv, session *s, struct lws *wsi)
 	s->wsi = wsi;
 	s->counted = true;
 	srv->live_sessions++;
+	if (s->close_code)
+	{
+		s->refused = true;
+		srv->refused_sessions++;
+	}
 	s->last_heard = s->last_ping = srv->now;
 	dlist_push_head(&srv->sessions, &s->session_link);
 	if (s->close_code)
@@ -544,6 +581,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				s->counted = false;
 				srv = server_of(wsi);
 				srv->live_sessions--;
+				if (s->refused)
+					srv->refused_sessions--;
 				maybe_finish_shutdown(srv);
 			}
 			return 0;

@@ -26,8 +26,14 @@ typedef struct ws_server_config
 	int port;
 	size_t max_frame_bytes;	  /* a bigger message: close 1009 */
 	unsigned max_connections; /* WebSocket + HTTP connections */
-	unsigned ping_interval;	  /* s of silence before a ping */
-	unsigned ping_timeout;	  /* s more without a pong: dropped */
+	/*
+	 * Connections refused after the handshake (bad token, 1013, ...) that
+	 * wait for the peer's close acknowledgement.  They do not count against
+	 * max_connections; past this many, a refused one is dropped at once.
+	 */
+	unsigned max_refused_connections;
+	unsigned ping_interval; /* s of silence before a ping */
+	unsigned ping_timeout;	/* s more without a pong: dropped */
 	const char *default_dataset;
 	/*
 	 * Writes a JSON object describing the relay's health into buf (at most

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from conftest import RELAY_BIN, free_port, relay_argv
-from rtclient import HS256_SECRET, WsClient, make_token, run
+from rtclient import (HS256_SECRET, RawWs, WsClient, make_token, run,
+                      ws_path)
 
 
 def clean_env():
@@ -128,6 +129,58 @@ def test_max_connections_refuses_with_1013(relay_factory):
         for x in (b, d):
             await x.close()
     run(body())
+
+
+def hold_refused(port, n):
+    """n handshakes with a bad token whose 4001 close is never read (so
+    never acknowledged); returns the sockets that completed a handshake."""
+    held = []
+    for _ in range(n):
+        try:
+            held.append(RawWs(port, ws_path("not-a-token", "production"),
+                              timeout=3))
+        except (AssertionError, OSError):
+            pass  # dropped before the handshake
+    return held
+
+
+def connect_all(port, n):
+    async def body():
+        good = [await WsClient.connect(port, make_token(f"g{i}"))
+                for i in range(n)]
+        for c in good:
+            await c.roundtrip()
+        for c in good:
+            await c.close()
+    run(body())
+
+
+def test_refused_sessions_do_not_hold_connection_slots(relay_factory):
+    """Peers with a bad token that never acknowledge the 4001 close must
+    not keep legitimate clients out with 1013."""
+    relay = relay_factory("--max-connections", "5")
+    bad = hold_refused(relay.port, 12)
+    try:
+        assert len(bad) == 12
+        connect_all(relay.port, 5)
+    finally:
+        for raw in bad:
+            raw.close()
+
+
+def test_refused_sessions_are_bounded(relay_factory):
+    """Past --max-refused-connections, a refused handshake is dropped at
+    once instead of holding a descriptor; accepted clients are unaffected."""
+    relay = relay_factory("--max-connections", "5",
+                          "--max-refused-connections", "4")
+    bad = hold_refused(relay.port, 10)
+    try:
+        assert len(bad) == 4, f"{len(bad)} refused sessions held"
+        connect_all(relay.port, 5)
+    finally:
+        for raw in bad:
+            raw.close()
+    assert "--max-refused-connections (4) reached" in relay.log()
 
 
 @pytest.mark.parametrize("level", ["info", "debug"])

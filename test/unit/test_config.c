@@ -97,6 +97,7 @@ test_defaults(void)
 		"max-presence-documents = 32",
 		"max-query-bytes = 4096",
 		"max-connections = 0",
+		"max-refused-connections = 64",
 		"ping-interval = 30",
 		"ping-timeout = 10",
 		"advance-interval-ms = 1000",
