@@ -325,7 +325,7 @@ delivery_page_row(delivery *d, int64_t position, rt_event *ev)
 		d->catchup_after = position;
 	if (ev == NULL)
 		return;
-	if (dset_contains(&d->unconfirmed, ev->position))
+	if (dset_contains(&d->unconfirmed, ev->position, ev->txid))
 	{
 		event_free(ev);
 		return;
@@ -343,7 +343,12 @@ advance_done(delivery *d)
 	d->frontier_text = d->next_text;
 	memset(&d->next, 0, sizeof(d->next));
 	d->next_text = NULL;
-	dset_remove_visible(&d->unconfirmed, &d->frontier);
+	{
+		size_t forged;
+
+		dset_settle(&d->unconfirmed, &d->frontier, d->next_gen, &forged);
+		d->stats.forged += forged;
+	}
 	d->adv = ADV_IDLE;
 	if (d->hold_notifies && d->next_gen >= d->hold_gen)
 		d->hold_notifies = false;
@@ -444,14 +449,14 @@ delivery_notify(delivery *d, rt_event *ev)
 		return DELIVERY_REFUSED;
 	}
 	if (snapshot_visible(&d->frontier, ev->txid) ||
-		dset_contains(&d->unconfirmed, ev->position) ||
+		dset_contains(&d->unconfirmed, ev->position, ev->txid) ||
 		(d->adv == ADV_CATCHUP && snapshot_visible(&d->next, ev->txid)))
 	{
 		d->stats.duplicates++;
 		event_free(ev);
 		return DELIVERY_DUPLICATE;
 	}
-	dset_add(&d->unconfirmed, ev->position, ev->txid);
+	dset_add(&d->unconfirmed, ev->position, ev->txid, d->snapshot_gen);
 	/* an advance empties D of everything committed before it started */
 	if (dset_count(&d->unconfirmed) >= d->unconfirmed.max / 2)
 		d->advance_wanted = true;

@@ -5,15 +5,17 @@
  * I/O.  NOTIFY is the doorbell, the change log the truth:
  *   F     the frontier snapshot: every change visible in F has been
  *         delivered or was before the start;
- *   D     (position, txid) of events delivered from a NOTIFY whose txid F
+ *   D     (position, txid) pairs of events delivered from a NOTIFY whose txid F
  *         does not see yet; a catch-up skips them;
  *   an advance takes a new snapshot F', reads changes_between(F, F') in
  *   pages after the last position read, then F := F' and D drops what F'
- *   sees.  One is started right after every LISTEN, when the interval
+ *   sees, and what arrived before F' was asked for yet F' does not see: a
+ *   forged NOTIFY (any role may send one), which must not stay in D for
+ *   ever.  One is started right after every LISTEN, when the interval
  *   elapses and when D is half full.
  * A NOTIFY is a duplicate, and dropped, when F sees its txid, when D holds
- * its position, or when the F' of the catch-up in progress sees it (that
- * catch-up delivers it in position order).  After a re-LISTEN,
+ * its (position, txid), or when the F' of the catch-up in progress sees it
+ * (that catch-up delivers it in position order).  After a re-LISTEN,
  * notifications are held until an advance whose F' was asked for after the
  * LISTEN has delivered what was missed: a change committed after the
  * reconnection must not overtake those committed during the outage.
@@ -215,6 +217,7 @@ typedef struct delivery_stats
 	unsigned long long from_notify;		 /* events queued from a NOTIFY */
 	unsigned long long from_catchup;	 /* events queued by a catch-up */
 	unsigned long long duplicates;		 /* NOTIFYs dropped as already seen */
+	unsigned long long forged;			 /* D entries no later snapshot saw */
 	unsigned long long documents_loaded; /* documents attached to events */
 	size_t pending;						 /* events queued now */
 	size_t unconfirmed;					 /* entries in D now */

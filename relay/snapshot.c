@@ -119,9 +119,11 @@ snapshot_visible(const snapshot *s, uint64_t txid)
 
 /* splitmix64's finaliser: sequential positions spread over the table. */
 static size_t
-dset_slot(const dset *d, int64_t position)
+dset_slot(const dset *d, int64_t position, uint64_t txid)
 {
-	uint64_t z = (uint64_t) position ^ d->key;
+	/* the txid mixed in: many forged txids for one position spread too */
+	uint64_t z =
+		((uint64_t) position ^ d->key) + txid * UINT64_C(0x9e3779b97f4a7c15);
 
 	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
 	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
@@ -158,32 +160,33 @@ dset_free(dset *d)
 }
 
 dset_result
-dset_add(dset *d, int64_t position, uint64_t txid)
+dset_add(dset *d, int64_t position, uint64_t txid, unsigned gen)
 {
-	size_t i = dset_slot(d, position);
+	size_t i = dset_slot(d, position, txid);
 
 	for (; d->slots[i].position != 0; i = (i + 1) & d->mask)
 	{
-		if (d->slots[i].position == position)
+		if (d->slots[i].position == position && d->slots[i].txid == txid)
 			return DSET_PRESENT;
 	}
 	if (d->count >= d->max)
 		return DSET_FULL;
 	d->slots[i].position = position;
 	d->slots[i].txid = txid;
+	d->slots[i].gen = gen;
 	d->count++;
 	return DSET_ADDED;
 }
 
 bool
-dset_contains(const dset *d, int64_t position)
+dset_contains(const dset *d, int64_t position, uint64_t txid)
 {
 	if (d->count == 0)
 		return false;
-	for (size_t i = dset_slot(d, position); d->slots[i].position != 0;
+	for (size_t i = dset_slot(d, position, txid); d->slots[i].position != 0;
 		 i = (i + 1) & d->mask)
 	{
-		if (d->slots[i].position == position)
+		if (d->slots[i].position == position && d->slots[i].txid == txid)
 			return true;
 	}
 	return false;
@@ -206,7 +209,7 @@ dset_delete_at(dset *d, size_t hole)
 		j = (j + 1) & d->mask;
 		if (d->slots[j].position == 0)
 			break;
-		home = dset_slot(d, d->slots[j].position);
+		home = dset_slot(d, d->slots[j].position, d->slots[j].txid);
 		/* stays when home is in (hole, j], cyclically */
 		if (hole <= j ? (hole < home && home <= j) : (hole < home || home <= j))
 			continue;
@@ -215,13 +218,14 @@ dset_delete_at(dset *d, size_t hole)
 	}
 	d->slots[hole].position = 0;
 	d->slots[hole].txid = 0;
+	d->slots[hole].gen = 0;
 	d->count--;
 }
 
 size_t
-dset_remove_visible(dset *d, const snapshot *s)
+dset_settle(dset *d, const snapshot *s, unsigned gen, size_t *forged)
 {
-	size_t removed = 0;
+	size_t removed = 0, unseen = 0;
 
 	/*
 	 * A deletion may pull an entry into slot i (from later in its run, or
@@ -231,13 +235,20 @@ dset_remove_visible(dset *d, const snapshot *s)
 	 */
 	for (size_t i = 0; i <= d->mask && d->count > 0;)
 	{
-		if (d->slots[i].position != 0 && snapshot_visible(s, d->slots[i].txid))
+		const dset_entry *e = &d->slots[i];
+		bool visible = e->position != 0 && snapshot_visible(s, e->txid);
+
+		if (e->position != 0 && (visible || e->gen < gen))
 		{
+			if (!visible)
+				unseen++;
 			dset_delete_at(d, i);
 			removed++;
 		}
 		else
 			i++;
 	}
+	if (forged)
+		*forged = unseen;
 	return removed;
 }

@@ -3,8 +3,11 @@
  *
  *   - snapshot, a parsed pg_snapshot ("xmin:xmax:xip,...") and
  *     snapshot_visible(), PostgreSQL's pg_visible_in_snapshot();
- *   - dset, the bounded set D of (position -> txid) of events delivered from
- *     a NOTIFY whose transaction the frontier snapshot does not see yet.
+ *   - dset, the bounded set D of (position, txid) pairs of events delivered
+ *     from a NOTIFY whose transaction the frontier snapshot does not see
+ *     yet.  A pair, not a position: any role may NOTIFY, so a forged
+ *     payload may name a real position with a txid of its own, and must
+ *     not make the real change at that position look like a duplicate.
  *
  * No I/O, no clock.  Not thread-safe.
  */
@@ -54,7 +57,8 @@ void snapshot_free(snapshot *s);
 /* ---- D: position -> txid -------------------------------------------- */
 
 /*
- * A set of positions, each with the txid of its transaction, holding at most
+ * A set of (position, txid) pairs, each with the generation it arrived in
+ * (see dset_settle), holding at most
  * `max` entries in a fixed table (open addressing, linear probing, load <=
  * 1/2) allocated once by dset_init.  Positions come from the database's
  * sequence; the hash mixes them with a per-set key so that they spread
@@ -64,6 +68,7 @@ typedef struct dset_entry
 {
 	int64_t position; /* 0 = empty slot */
 	uint64_t txid;
+	unsigned gen;
 } dset_entry;
 
 typedef struct dset
@@ -89,17 +94,24 @@ void dset_free(dset *d);
 typedef enum dset_result
 {
 	DSET_ADDED = 0,
-	DSET_PRESENT, /* position already in the set; its txid is unchanged */
+	DSET_PRESENT, /* the pair is already in the set */
 	DSET_FULL,	  /* max entries already; nothing changed */
 } dset_result;
 
-/* Add (position, txid); position must be >= 1. */
-dset_result dset_add(dset *d, int64_t position, uint64_t txid);
+/* Add (position, txid), arrived in generation gen; position must be >= 1. */
+dset_result dset_add(dset *d, int64_t position, uint64_t txid, unsigned gen);
 
-bool dset_contains(const dset *d, int64_t position);
+bool dset_contains(const dset *d, int64_t position, uint64_t txid);
 
-/* Remove every entry whose txid is visible in s; returns how many. */
-size_t dset_remove_visible(dset *d, const snapshot *s);
+/*
+ * Remove every entry whose txid is visible in s, and every entry of a
+ * generation before gen that s does not see: a NOTIFY is sent only after
+ * its transaction commits, so a snapshot taken after the notification
+ * arrived sees a real txid; one it does not see was forged.  Returns how
+ * many were removed; *forged (may be NULL) gets how many of them were
+ * forged.
+ */
+size_t dset_settle(dset *d, const snapshot *s, unsigned gen, size_t *forged);
 
 static inline size_t
 dset_count(const dset *d)

@@ -297,10 +297,23 @@ static const script scripts[] = {
 		 "snap:102:102: ask r:1/100 end n:1/100 D",
 	 .want = "+2 snapshot page>0/1000 snapshot page>0/1000 +1 dup D=0"},
 	{.name = "D drops what F' sees and keeps the rest",
-	 .steps = "start n:1/100 n:2/105 D tick ask "
+	 .steps = "start n:1/100 D tick ask n:2/105 "
 			  "snap:100:103: ask r:1/100 end D tick "
 			  "ask snap:106:106: ask r:2/105 end D",
-	 .want = "+1 +2 D=2 snapshot page>0/1000 D=1 snapshot page>0/1000 D=0"},
+	 .want = "+1 D=1 snapshot +2 page>0/1000 D=1 snapshot page>0/1000 D=0"},
+	/*
+	 * Any role may NOTIFY: a forged payload for the next position with a
+	 * txid no snapshot will ever see must neither hide the real change at
+	 * that position nor stay in D.
+	 */
+	{.name = "a forged NOTIFY hides nothing and leaves D at the next advance",
+	 .steps = "start n:2/4611686018427387904 n:2/101 D tick ask "
+			  "snap:102:102: ask r:2/101 end D",
+	 .want = "+2 +2 D=2 snapshot page>0/1000 D=0"},
+	{.name = "a catch-up delivers the real change a forged NOTIFY named",
+	 .steps = "start n:2/4611686018427387904 tick ask "
+			  "snap:102:102: ask r:2/101 end D",
+	 .want = "+2 snapshot page>0/1000 +2 D=0"},
 	{.name = "D half full starts an advance",
 	 .unconfirmed = 4,
 	 .steps = "start n:1/100 ask n:2/101 ask",
@@ -319,7 +332,7 @@ static const script scripts[] = {
 	 .want = "shut refused Q=2 docs:1 +1d +2 open Q=0"},
 	{.name = "a page fits in the queue, and waits for room",
 	 .pending = 3,
-	 .steps = "start nopop n:1/120 n:2/121 tick ask "
+	 .steps = "start nopop tick ask n:1/120 n:2/121 "
 			  "snap:100:110: ask r:3/102 end ask "
 			  "? pop ask r:4/103 end ? D",
 	 .want = "snapshot page>0/1 wait shut +1 +2 +3 page>3/3 +4 open D=2"},

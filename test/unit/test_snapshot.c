@@ -133,34 +133,48 @@ test_dset_basic(void)
 {
 	dset d;
 	snapshot s;
+	size_t forged = 99;
 
 	CHECK_INT(dset_init(&d, 0, 1), -1);
-	CHECK_INT(dset_init(&d, 4, 12345), 0);
-	CHECK(!dset_contains(&d, 1));
-	CHECK_INT(dset_add(&d, 1, 100), DSET_ADDED);
-	CHECK_INT(dset_add(&d, 1, 999), DSET_PRESENT);
-	CHECK_INT(dset_add(&d, 2, 101), DSET_ADDED);
-	CHECK_INT(dset_add(&d, 3, 150), DSET_ADDED);
-	CHECK_INT(dset_add(&d, INT64_MAX, 160), DSET_ADDED);
-	CHECK_INT(dset_add(&d, 5, 170), DSET_FULL);
-	CHECK_INT(dset_count(&d), 4);
-	CHECK(dset_contains(&d, 1) && dset_contains(&d, 2) &&
-		  dset_contains(&d, 3) && dset_contains(&d, INT64_MAX));
-	CHECK(!dset_contains(&d, 5));
+	CHECK_INT(dset_init(&d, 5, 12345), 0);
+	CHECK(!dset_contains(&d, 1, 100));
+	CHECK_INT(dset_add(&d, 1, 100, 0), DSET_ADDED);
+	CHECK_INT(dset_add(&d, 1, 100, 0), DSET_PRESENT);
+	/* the same position with another txid is another pair: a forged
+	 * NOTIFY cannot make the real one a duplicate */
+	CHECK_INT(dset_add(&d, 2, 1ULL << 62, 0), DSET_ADDED);
+	CHECK_INT(dset_add(&d, 2, 101, 1), DSET_ADDED);
+	CHECK_INT(dset_add(&d, 3, 150, 1), DSET_ADDED);
+	CHECK_INT(dset_add(&d, INT64_MAX, 160, 1), DSET_ADDED);
+	CHECK_INT(dset_add(&d, 5, 170, 1), DSET_FULL);
+	CHECK_INT(dset_count(&d), 5);
+	CHECK(dset_contains(&d, 1, 100) && dset_contains(&d, 2, 101) &&
+		  dset_contains(&d, 2, 1ULL << 62) && dset_contains(&d, 3, 150) &&
+		  dset_contains(&d, INT64_MAX, 160));
+	CHECK(!dset_contains(&d, 1, 101) && !dset_contains(&d, 5, 170));
 
-	/* 100 and 150 committed before the snapshot; 101 and 160 did not */
+	/*
+	 * 100 and 150 committed before the snapshot; 101 and 160 did not.  The
+	 * snapshot was asked for in generation 1: what arrived in generation 0
+	 * and it does not see (txid 2^62) cannot be real.
+	 */
 	if (snap("101:200:101,160", &s) == 0)
 	{
-		CHECK_INT(dset_remove_visible(&d, &s), 2);
+		CHECK_INT(dset_settle(&d, &s, 1, &forged), 3);
+		CHECK_INT(forged, 1);
 		snapshot_free(&s);
 	}
 	CHECK_INT(dset_count(&d), 2);
-	CHECK(!dset_contains(&d, 1) && dset_contains(&d, 2) &&
-		  !dset_contains(&d, 3) && dset_contains(&d, INT64_MAX));
-	CHECK_INT(dset_add(&d, 5, 170), DSET_ADDED);
+	CHECK(!dset_contains(&d, 1, 100) && dset_contains(&d, 2, 101) &&
+		  !dset_contains(&d, 2, 1ULL << 62) && !dset_contains(&d, 3, 150) &&
+		  dset_contains(&d, INT64_MAX, 160));
+	/* arrived in the snapshot's own generation: kept while unseen */
+	CHECK_INT(dset_add(&d, 5, 999, 1), DSET_ADDED);
 	if (snap("300:300:", &s) == 0)
 	{
-		CHECK_INT(dset_remove_visible(&d, &s), 3);
+		CHECK_INT(dset_settle(&d, &s, 1, NULL), 2);
+		CHECK_INT(dset_settle(&d, &s, 2, &forged), 1);
+		CHECK_INT(forged, 1);
 		snapshot_free(&s);
 	}
 	CHECK_INT(dset_count(&d), 0);
@@ -182,8 +196,9 @@ next_rand(void)
 }
 
 /*
- * Random operations on a dset and on a plain array model; a small table
- * so that probe runs are long and wrap around the end.
+ * Random operations on a dset and on a plain array model of its pairs; a
+ * small table so that probe runs are long and wrap around the end, and few
+ * txids so that positions repeat with several of them.
  */
 static void
 test_dset_model(void)
@@ -191,10 +206,13 @@ test_dset_model(void)
 	enum
 	{
 		MAX = 50,
-		RANGE = 400
+		RANGE = 200,
+		TXIDS = 8
 	};
-	uint64_t model[RANGE + 1] = {0}; /* position -> txid, 0 = absent */
+	/* (position, txid) -> generation + 1, 0 = absent */
+	unsigned model[RANGE + 1][TXIDS + 1] = {{0}};
 	size_t count = 0;
+	unsigned gen = 0;
 	int mismatches = 0;
 	dset d;
 
@@ -206,46 +224,53 @@ test_dset_model(void)
 
 		if (r % 97 == 0)
 		{
-			/* everything below a random horizon becomes visible */
-			snapshot s = {.xmin = 1 + (next_rand() % 1000), .xmax = 0};
-			size_t want = 0;
+			/* txids below a random horizon become visible; the snapshot
+			 * is of this generation or the next */
+			snapshot s = {.xmin = 1 + (next_rand() % (TXIDS + 1))};
+			unsigned sgen = gen + (unsigned) (next_rand() % 2);
+			size_t want = 0, want_forged = 0, forged;
 
 			s.xmax = s.xmin;
 			for (int p = 1; p <= RANGE; p++)
-			{
-				if (model[p] && model[p] < s.xmin)
+				for (unsigned t = 1; t <= TXIDS; t++)
 				{
-					model[p] = 0;
-					want++;
+					bool visible = t < s.xmin;
+
+					if (model[p][t] && (visible || model[p][t] - 1 < sgen))
+					{
+						model[p][t] = 0;
+						want++;
+						want_forged += !visible;
+					}
 				}
-			}
-			if (dset_remove_visible(&d, &s) != want)
+			if (dset_settle(&d, &s, sgen, &forged) != want ||
+				forged != want_forged)
 				mismatches++;
 			count -= want;
+			gen = sgen;
 		}
 		else
 		{
-			uint64_t txid = 1 + next_rand() % 1000;
-			dset_result res = dset_add(&d, pos, txid);
-			dset_result want = model[pos]	  ? DSET_PRESENT
-							   : count == MAX ? DSET_FULL
-											  : DSET_ADDED;
+			uint64_t txid = 1 + next_rand() % TXIDS;
+			dset_result res = dset_add(&d, pos, txid, gen);
+			dset_result want = model[pos][txid] ? DSET_PRESENT
+							   : count == MAX	? DSET_FULL
+												: DSET_ADDED;
 
 			if (res != want)
 				mismatches++;
 			if (want == DSET_ADDED)
 			{
-				model[pos] = txid;
+				model[pos][txid] = gen + 1;
 				count++;
 			}
 		}
 		if (dset_count(&d) != count)
 			mismatches++;
 		for (int p = 1; p <= RANGE; p++)
-		{
-			if (dset_contains(&d, p) != (model[p] != 0))
-				mismatches++;
-		}
+			for (unsigned t = 1; t <= TXIDS; t++)
+				if (dset_contains(&d, p, t) != (model[p][t] != 0))
+					mismatches++;
 	}
 	CHECK_INT(mismatches, 0);
 	dset_free(&d);
