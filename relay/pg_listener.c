@@ -321,20 +321,29 @@ deliver(pg_listener *l)
 
 /* ---- connections ---------------------------------------------------- */
 
+/*
+ * Exponential backoff with jitter, always within [reconnect_min_ms,
+ * reconnect_max_ms] (what the README promises): the k-th retry waits
+ * uniformly in [hi / 2, hi], hi = min * 2^k capped at max, and never less
+ * than min.
+ */
 static unsigned
 backoff_ms(pg_listener *l, unsigned failures)
 {
-	uint64_t d = l->cfg.reconnect_min_ms;
+	uint64_t hi = l->cfg.reconnect_min_ms, lo;
 
-	for (unsigned i = 1; i < failures && d < l->cfg.reconnect_max_ms; i++)
-		d *= 2;
-	if (d > l->cfg.reconnect_max_ms)
-		d = l->cfg.reconnect_max_ms;
+	for (unsigned i = 0; i < failures && hi < l->cfg.reconnect_max_ms; i++)
+		hi *= 2;
+	if (hi > l->cfg.reconnect_max_ms)
+		hi = l->cfg.reconnect_max_ms;
+	lo = hi / 2 > l->cfg.reconnect_min_ms ? hi / 2 : l->cfg.reconnect_min_ms;
+	if (lo > hi)
+		lo = hi;
 	/* xorshift64: spreads the retries of many relays after an outage */
 	l->rand ^= l->rand << 13;
 	l->rand ^= l->rand >> 7;
 	l->rand ^= l->rand << 17;
-	return (unsigned) (d / 2 + l->rand % (d - d / 2 + 1));
+	return (unsigned) (lo + l->rand % (hi - lo + 1));
 }
 
 /* What c's loss means for the delivery; c is already reset. */

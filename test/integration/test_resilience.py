@@ -3,6 +3,7 @@ every change committed while the relay was disconnected reaches them
 exactly once, in commit order, after it reconnects."""
 
 import asyncio
+import re
 import signal
 import time
 
@@ -88,6 +89,10 @@ def test_postgres_restart(relay_factory, pg):
         await c.close()
         await peer.close()
     run(body(), timeout=90)
+    # the backoff stays within what the README documents: 100 ms to 10 s
+    delays = [int(d) for d in re.findall(r"retrying in (\d+) ms", relay.log())]
+    assert delays, "no retry was logged"
+    assert all(100 <= d <= 10000 for d in delays), delays
 
 
 def test_relay_backends_terminated(relay_factory, pg):
