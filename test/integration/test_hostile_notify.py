@@ -57,17 +57,24 @@ async def recv_real(c, want, timeout=20.0):
     return got
 
 
+async def subscriber_and_template(relay, pg, mallory):
+    """A subscriber that has seen one real change, and that change's
+    payload as the attacker saw it."""
+    sub = await WsClient.connect(relay.port, make_token("sub"))
+    await sub.subscribe(QUERY)
+    first = pg.insert(TYPE)
+    template = next_payload(mallory)
+    assert template["documentId"] == first
+    await recv_real(sub, {first})
+    return sub, template
+
+
 def test_forged_notify_cannot_hide_real_changes(relay_factory, pg):
     relay = relay_factory()
     mallory = attacker(pg)
 
     async def body():
-        sub = await WsClient.connect(relay.port, make_token("sub"))
-        await sub.subscribe(QUERY)
-        first = pg.insert(TYPE)
-        template = next_payload(mallory)
-        assert template["documentId"] == first
-        await recv_real(sub, {first})
+        sub, template = await subscriber_and_template(relay, pg, mallory)
         # the next 20 positions, claimed by a txid no snapshot will see
         forge(mallory, template,
               range(template["position"] + 1, template["position"] + 21))
@@ -93,11 +100,7 @@ def test_notify_flood_does_not_delay_real_changes(relay_factory, pg):
     mallory = attacker(pg)
 
     async def body():
-        sub = await WsClient.connect(relay.port, make_token("sub"))
-        await sub.subscribe(QUERY)
-        first = pg.insert(TYPE)
-        template = next_payload(mallory)
-        await recv_real(sub, {first})
+        sub, template = await subscriber_and_template(relay, pg, mallory)
         base = template["position"] + 1_000_000
         cur = mallory.cursor()
         # many forged notifications in few round trips (of a type nobody
